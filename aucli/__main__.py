@@ -1,0 +1,4 @@
+from aucli.cli.main import cli
+
+if __name__ == "__main__":
+    cli()

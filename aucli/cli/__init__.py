@@ -1,0 +1,1 @@
+"""The ``aucli`` command line: one thin module per command over the library."""
