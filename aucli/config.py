@@ -1,0 +1,422 @@
+"""Typed configuration: dataclass sections, YAML recipes and command-line overrides.
+
+A recipe is a YAML file with one mapping per section (``model:``, ``loss:``, ...). Every section is a
+dataclass whose fields carry their default, a help text and, where it matters, a valid range. The
+resolved configuration is built in one line of precedence::
+
+    defaults (dataclass fields) < recipe file < --override key.sub=value < dedicated flags
+
+Unknown keys are refused with close-match suggestions, bad values with the valid range or choices.
+Adding a section is two steps: write a dataclass of fields made with :func:`option`, and add it as a
+field of :class:`Recipe`; loading, overrides, validation and ``to_dict`` then work for it unchanged.
+
+Example::
+
+    recipe = load_recipe("recipes/bp4d.yaml", ["model.moke.bottleneck=16", "loss.margin=0.1"])
+    recipe.model.moke.bottleneck  # 16
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from aucli.aus import BP4D_AUS, au_name, parse_au_list
+from aucli.errors import AucliError, UsageError
+
+__all__ = [
+    "HeadPool",
+    "ExpertSupervision",
+    "option",
+    "Section",
+    "MoKEConfig",
+    "ModelConfig",
+    "LossConfig",
+    "Recipe",
+    "load_recipe",
+    "parse_overrides",
+    "merge_dicts",
+    "build_section",
+    "config_keys",
+]
+
+HeadPool = Literal["cls", "mean", "both"]
+ExpertSupervision = Literal["last", "all", "none"]
+
+#: Keyword overrides that would put dropout or drop-path into the frozen backbone.
+_STOCHASTIC_BACKBONE_KEYS = ("drop_rate", "drop_path_rate", "attn_drop_rate", "proj_drop_rate", "pos_drop_rate", "patch_drop_rate")
+
+
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    default_factory: Callable[[], Any] | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    parse: Callable[[Any], Any] | None = None,
+) -> Any:
+    """A dataclass field with a help text, an optional valid range and an optional parser.
+
+    ``parse`` turns the raw YAML/override value into the field's type before validation (for
+    example an AU list spec ``"bp4d"`` into canonical names); it may raise :class:`AucliError`.
+    """
+    metadata = {"help": help, "min": min, "max": max, "parse": parse}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _parse_au_names(value: Any) -> list[str]:
+    return parse_au_list(value if isinstance(value, str) else [str(v) for v in value])
+
+
+def _parse_dilations(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise UsageError(f"dilations must be a non-empty list of positive integers, e.g. [1, 3, 5] (found {value!r})")
+    return tuple(value)
+
+
+class Section:
+    """Base of every config section: ``from_dict`` (validated, defaults fill gaps) and ``to_dict``."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
+        return build_section(cls, data, prefix or _SECTION_PREFIX.get(cls.__name__, ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-safe values (tuples become lists)."""
+        return to_plain(self)
+
+
+#: Dotted prefix of each section inside a recipe, so that errors name the full key.
+_SECTION_PREFIX = {"MoKEConfig": "model.moke", "ModelConfig": "model", "LossConfig": "loss"}
+
+
+def _string_keys(value: Any) -> Any:
+    return {str(k): v for k, v in value.items()} if isinstance(value, Mapping) else value
+
+
+@dataclass
+class MoKEConfig(Section):
+    """One Mixture-of-Knowledge-Expert group: N experts of bottleneck width ``bottleneck``."""
+
+    bottleneck: int = option(8, "expert width d (the 1x1 down-projection D -> d)", min=1, max=256)
+    dilations: tuple[int, ...] = option(
+        (1, 3, 5), "dilations of the multi-receptive-field operator's 3x3 convs", parse=_parse_dilations
+    )
+    scale: float = option(1.0, "scale s of the experts' mean output added to the residual stream", min=0.0, max=100.0)
+
+    def __post_init__(self) -> None:
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.dilations):
+            raise UsageError(f"model.moke.dilations must be positive integers (found {list(self.dilations)})")
+
+
+@dataclass
+class ModelConfig(Section):
+    """AUFormer: a frozen timm ViT with MoKE groups beside every attention and MLP sub-layer."""
+
+    backbone: str = option("vit_base_patch16_224.augreg_in21k", "timm model name (a VisionTransformer of standard pre-norm Blocks)")
+    backbone_overrides: dict[str, Any] = option(
+        default_factory=dict, help="timm create_model keyword overrides, e.g. {depth: 2, embed_dim: 64, num_heads: 2, patch_size: 8}"
+    )
+    backbone_weights: str | None = option(
+        None, "local backbone weight file (.safetensors, .pth, timm .npz); null: timm hub weights of `backbone`"
+    )
+    img_size: int | None = option(None, "input image size (square); null: the backbone's default", min=16, max=4096)
+    au_names: list[str] = option(
+        default_factory=lambda: [au_name(n) for n in BP4D_AUS],
+        help="AUs to detect: a set name (bp4d, disfa, casme2) or a list like [1, 2, 4]",
+        parse=_parse_au_names,
+    )
+    moke: MoKEConfig = option(default_factory=MoKEConfig, help="MoKE expert groups")
+    head_pool: HeadPool = option("cls", "main head input: cls token, mean of patch tokens, or both concatenated")
+    head_hidden: int = option(0, "hidden width of the main head's MLP; 0: a single linear layer", min=0, max=65536)
+    expert_pool: HeadPool = option("mean", "pooling of an expert's output for its AU's expert head")
+    expert_supervision: ExpertSupervision = option("last", "which blocks' MLP experts get an AU head: last, all, none")
+    grad_checkpointing: bool = option(False, "recompute each block in the backward pass (saves memory, costs ~30% time)")
+
+    def __post_init__(self) -> None:
+        overrides = self.backbone_overrides
+        if "img_size" in overrides:
+            raise UsageError("set the image size with model.img_size, not model.backbone_overrides.img_size")
+        stochastic = [key for key in _STOCHASTIC_BACKBONE_KEYS if overrides.get(key)]
+        if stochastic:
+            raise UsageError(
+                f"the backbone is frozen and runs without dropout or drop-path; remove {', '.join(stochastic)} "
+                "from model.backbone_overrides"
+            )
+        for key in ("pretrained", "pretrained_cfg_overlay", "num_classes"):
+            if key in overrides:
+                raise UsageError(f"model.backbone_overrides.{key} is set by aucli itself; remove it (weights: model.backbone_weights)")
+
+
+@dataclass
+class LossConfig(Section):
+    """MDWA-Loss + WDI (DESIGN.md section 2) and the weight of the expert supervision."""
+
+    margin: float = option(0.05, "MDWA margin m: negatives with p <= m get no loss", min=0.0, max=0.99)
+    gamma_tiers: tuple[float, float, float] = option(
+        (0.75, 1.0, 1.25), "focusing gamma for the rarest, middle and most frequent third of AUs (by occurrence rate)"
+    )
+    gammas: dict[str, float] | None = option(
+        None, "explicit per-AU gamma, e.g. {AU1: 0.75, AU12: 1.25}; overrides gamma_tiers", parse=_string_keys
+    )
+    expert_weight: float = option(1.0, "lambda: weight of the expert-supervision MDWA term", min=0.0, max=1000.0)
+    dice: bool = option(True, "add the weighted dice (WDI) term")
+
+    def __post_init__(self) -> None:
+        if any(g < 0 for g in self.gamma_tiers):
+            raise UsageError(f"loss.gamma_tiers must be >= 0 (found {list(self.gamma_tiers)})")
+        if self.gammas is not None:
+            from aucli.aus import parse_au
+
+            normalised = {}
+            for name, gamma in self.gammas.items():
+                if gamma < 0:
+                    raise UsageError(f"loss.gammas.{name} must be >= 0 (found {gamma})")
+                normalised[parse_au(name)] = float(gamma)
+            self.gammas = normalised
+
+
+@dataclass
+class Recipe(Section):
+    """A whole recipe: one field per section. Add a section by adding a field here."""
+
+    model: ModelConfig = option(default_factory=ModelConfig, help="the model")
+    loss: LossConfig = option(default_factory=LossConfig, help="the training loss")
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def to_plain(section: Any) -> Any:
+    """Dataclass sections -> nested dicts of plain values (tuples become lists)."""
+    if dataclasses.is_dataclass(section) and not isinstance(section, type):
+        return {f.name: to_plain(getattr(section, f.name)) for f in dataclasses.fields(section)}
+    if isinstance(section, (list, tuple)):
+        return [to_plain(v) for v in section]
+    if isinstance(section, Mapping):
+        return {str(k): to_plain(v) for k, v in section.items()}
+    return section
+
+
+def load_recipe(path: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] = ()) -> Recipe:
+    """Resolve a recipe: defaults < the YAML file at ``path`` (optional) < ``overrides``.
+
+    ``overrides`` is a list of ``"key.sub=value"`` strings (values parsed as YAML scalars/lists) or
+    a mapping of dotted keys to values. Raises :class:`UsageError` for unknown keys and bad values.
+    """
+    data = merge_dicts(read_yaml(path) if path is not None else {}, parse_overrides(overrides))
+    return Recipe.from_dict(data)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A recipe file as a dict (``yaml.safe_load``); a clear error for missing or malformed files."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"recipe file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise UsageError(f"recipe {path} is not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"recipe {path} must be a mapping of sections (model:, loss:, ...), found {type(data).__name__}")
+    return data
+
+
+def parse_overrides(overrides: Mapping[str, Any] | Sequence[str]) -> dict[str, Any]:
+    """``["model.moke.bottleneck=16"]`` or ``{"model.moke.bottleneck": 16}`` -> a nested dict."""
+    import yaml
+
+    if isinstance(overrides, Mapping):
+        items = list(overrides.items())
+    else:
+        items = []
+        for text in overrides:
+            key, sep, raw = str(text).partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"override {text!r} is not of the form key.sub=value (e.g. model.moke.bottleneck=16)")
+            try:
+                value = yaml.safe_load(raw) if raw.strip() else None
+            except yaml.YAMLError:
+                value = raw
+            items.append((key.strip(), value))
+    nested: dict[str, Any] = {}
+    for key, value in items:
+        parts = key.split(".")
+        node = nested
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UsageError(f"override {key!r} conflicts with another override of {part!r}")
+            node = child
+        node[parts[-1]] = value
+    return nested
+
+
+def merge_dicts(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive merge: mappings merge key by key, anything else in ``update`` replaces."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_dicts(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def build_section(cls: type, data: Mapping[str, Any] | None, prefix: str) -> Any:
+    """Build dataclass ``cls`` from a (partial) mapping: defaults fill gaps, every value is checked."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        where = prefix or "the recipe"
+        raise UsageError(f"{where} must be a mapping of keys, found {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in known:
+            raise UsageError(_unknown_key_message(prefix, str(key), list(known)))
+    kwargs = {}
+    for name, value in data.items():
+        spec = known[name]
+        dotted = f"{prefix}.{name}" if prefix else name
+        parse = spec.metadata.get("parse")
+        if parse is not None and value is not None:
+            value = parse(value)
+        value = _coerce(value, hints[name], dotted)
+        _check_range(value, spec.metadata, dotted)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except AucliError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"invalid {prefix or 'recipe'}: {error}") from None
+
+
+def config_keys(cls: type = Recipe, prefix: str = "") -> dict[str, str]:
+    """Every dotted key of a section (recursively) -> its help text; for docs and suggestions."""
+    hints = typing.get_type_hints(cls)
+    keys: dict[str, str] = {}
+    for spec in dataclasses.fields(cls):
+        dotted = f"{prefix}.{spec.name}" if prefix else spec.name
+        if dataclasses.is_dataclass(hints[spec.name]):
+            keys.update(config_keys(hints[spec.name], dotted))
+        else:
+            keys[dotted] = spec.metadata.get("help", "")
+    return keys
+
+
+def _unknown_key_message(prefix: str, key: str, valid: list[str]) -> str:
+    dotted = f"{prefix}.{key}" if prefix else key
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    if not close:
+        # A key that belongs to another section (margin under model:) is suggested with its full path.
+        everything = list(config_keys())
+        close_full = difflib.get_close_matches(dotted, everything, n=1, cutoff=0.6)
+        close_leaf = [k for k in everything if k.rsplit(".", 1)[-1] == key]
+        close = (close_leaf or close_full)[:1]
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+    else:
+        hint = f"; did you mean {(prefix + '.' if prefix else '') + close[0]!r}?"
+    where = f"section {prefix!r}" if prefix else "a recipe"
+    return f"unknown key {dotted!r}{hint} (valid keys in {where}: {', '.join(valid)})"
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        return getattr(origin, "__name__", str(origin))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, dotted: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and convert where it is lossless (int -> float, list -> tuple)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    bad = UsageError(f"{dotted} must be {_type_name(tp)} (found {value!r})")
+    if dataclasses.is_dataclass(tp):
+        return build_section(tp, value, dotted)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise bad
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, dotted)
+            except UsageError:
+                continue
+        raise bad
+    if origin is Literal:
+        if value in args:
+            return value
+        close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"{dotted} must be one of {', '.join(str(a) for a in args)} (found {value!r}){hint}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{dotted}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise UsageError(f"{dotted} must have {len(args)} values (found {len(value)}: {list(value)!r})")
+        return tuple(_coerce(v, a, f"{dotted}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        return [_coerce(v, args[0], f"{dotted}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise bad
+        if not args:
+            return dict(value)
+        return {_coerce(k, args[0], dotted): _coerce(v, args[1], f"{dotted}.{k}") for k, v in value.items()}
+    raise TypeError(f"config annotation {tp!r} of {dotted} is not supported")  # a programming error, not a user's
+
+
+def _check_range(value: Any, metadata: Mapping[str, Any], dotted: str) -> None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high = metadata.get("min"), metadata.get("max")
+    if (low is not None and value < low) or (high is not None and value > high):
+        valid = f"between {low} and {high}" if low is not None and high is not None else (f">= {low}" if low is not None else f"<= {high}")
+        raise UsageError(f"{dotted} must be {valid} (found {value})")
