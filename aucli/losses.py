@@ -26,7 +26,7 @@ All functions take plain arguments; ``aucli.config.LossConfig`` carries the user
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aucli.aus import parse_au
 from aucli.errors import LabelFormatError, UsageError
 
 __all__ = [
@@ -152,15 +153,31 @@ def difficulty_gammas(rates, tiers: Sequence[float] = DEFAULT_GAMMA_TIERS) -> np
     return tiers[np.minimum(tier, tiers.size - 1)]
 
 
-def resolve_gammas(rates, gammas: float | Sequence[float] | None = None,
-                   tiers: Sequence[float] = DEFAULT_GAMMA_TIERS) -> np.ndarray:
-    """Explicit gammas (one value for all AUs, or one per AU) if given, else difficulty tiers."""
+def resolve_gammas(rates, gammas: float | Sequence[float] | Mapping[str, float] | None = None,
+                   tiers: Sequence[float] = DEFAULT_GAMMA_TIERS, *,
+                   au_names: Sequence[str] | None = None) -> np.ndarray:
+    """Per-AU gammas: explicit values where given, difficulty tiers elsewhere.
+
+    Args:
+        rates: ``(n_aus,)`` occurrence rates (for the tiers).
+        gammas: None (tiers for all), one value for all AUs, one value per AU, or a mapping
+            ``{"AU1": 0.75, ...}`` that overrides the tiers of the AUs it names (needs ``au_names``).
+        tiers: gamma per difficulty tier, see :func:`difficulty_gammas`.
+        au_names: the AU set, in column order (for a mapping).
+    """
     rates = np.asarray(rates, dtype=np.float64).reshape(-1)
     if gammas is None:
         return difficulty_gammas(rates, tiers)
-    values = np.asarray(gammas, dtype=np.float64).reshape(-1)
-    if values.size == 1:
-        values = np.full(rates.shape, values[0])
+    if isinstance(gammas, Mapping):
+        if au_names is None or len(au_names) != rates.size:
+            raise UsageError(f"per-AU gammas by name need the {rates.size} AU names of the model.")
+        values = difficulty_gammas(rates, tiers)
+        for name, gamma in gammas.items():
+            values[list(au_names).index(parse_au(name, known=list(au_names)))] = float(gamma)
+    else:
+        values = np.asarray(gammas, dtype=np.float64).reshape(-1)
+        if values.size == 1:
+            values = np.full(rates.shape, values[0])
     if values.size != rates.size:
         raise UsageError(f"gammas lists {values.size} values but there are {rates.size} AUs; "
                          "give one value per AU, one value for all, or none to use the tiers.")
@@ -233,11 +250,12 @@ class MDWALoss(nn.Module):
         self.register_buffer("gammas", gammas)
 
     @classmethod
-    def from_rates(cls, rates, *, gammas: float | Sequence[float] | None = None,
+    def from_rates(cls, rates, *, gammas: float | Sequence[float] | Mapping[str, float] | None = None,
                    tiers: Sequence[float] = DEFAULT_GAMMA_TIERS, margin: float = DEFAULT_MARGIN,
-                   floor: float = DEFAULT_RATE_FLOOR) -> MDWALoss:
-        """Weights and (unless ``gammas`` is given) difficulty-tier gammas from occurrence rates."""
-        return cls(occurrence_weights(rates, floor=floor), resolve_gammas(rates, gammas, tiers), margin=margin)
+                   floor: float = DEFAULT_RATE_FLOOR, au_names: Sequence[str] | None = None) -> MDWALoss:
+        """Weights and gammas (:func:`resolve_gammas`) from training-set occurrence rates."""
+        return cls(occurrence_weights(rates, floor=floor),
+                   resolve_gammas(rates, gammas, tiers, au_names=au_names), margin=margin)
 
     @property
     def num_aus(self) -> int:
@@ -347,12 +365,13 @@ class AUFormerLoss(nn.Module):
         self.expert_weight = float(expert_weight)
 
     @classmethod
-    def from_rates(cls, rates, *, gammas: float | Sequence[float] | None = None,
+    def from_rates(cls, rates, *, gammas: float | Sequence[float] | Mapping[str, float] | None = None,
                    tiers: Sequence[float] = DEFAULT_GAMMA_TIERS, margin: float = DEFAULT_MARGIN,
-                   expert_weight: float = 1.0, dice: bool = True,
-                   floor: float = DEFAULT_RATE_FLOOR) -> AUFormerLoss:
-        """Build from training-set occurrence rates (:func:`occurrence_rates`)."""
-        return cls(occurrence_weights(rates, floor=floor), resolve_gammas(rates, gammas, tiers),
+                   expert_weight: float = 1.0, dice: bool = True, floor: float = DEFAULT_RATE_FLOOR,
+                   au_names: Sequence[str] | None = None) -> AUFormerLoss:
+        """Build from training-set occurrence rates (:func:`occurrence_rates`) and the loss options
+        (``aucli.config.LossConfig``: margin, gamma_tiers -> tiers, gammas, expert_weight, dice)."""
+        return cls(occurrence_weights(rates, floor=floor), resolve_gammas(rates, gammas, tiers, au_names=au_names),
                    margin=margin, expert_weight=expert_weight, dice=dice)
 
     def forward(self, logits: Tensor, labels: Tensor, expert_logits: Tensor | None = None) -> LossParts:

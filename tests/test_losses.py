@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from aucli.errors import LabelFormatError, UsageError
+from aucli.errors import LabelFormatError, UnknownAUError, UsageError
 from aucli.losses import (
     AUFormerLoss,
     MDWALoss,
@@ -259,6 +259,11 @@ def test_difficulty_gamma_tiers():
     explicit = np.linspace(0.5, 1.6, 12)
     np.testing.assert_array_equal(resolve_gammas(BP4D_RATES, explicit), explicit)
     np.testing.assert_array_equal(MDWALoss.from_rates(BP4D_RATES).gammas.numpy(), gammas.astype(np.float32))
+    names = [f"AU{n}" for n in (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)]
+    by_name = resolve_gammas(BP4D_RATES, {"au01": 2.0, "AU24": 0.5}, au_names=names)
+    np.testing.assert_array_equal(by_name, np.r_[2.0, gammas[1:11], 0.5])
+    with pytest.raises(UnknownAUError):
+        resolve_gammas(BP4D_RATES, {"AU9": 2.0}, au_names=names)
     with pytest.raises(UsageError, match="gammas lists 3 values but there are 12 AUs"):
         resolve_gammas(BP4D_RATES, [1.0, 1.0, 1.0])
     with pytest.raises(UsageError, match="margin must be in"):
