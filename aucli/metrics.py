@@ -38,6 +38,7 @@ __all__ = [
     "MetricReport",
     "agreement_f1",
     "auc_scores",
+    "check_labels",
     "cohen_kappa",
     "compare_label_sets",
     "confusion_counts",
@@ -63,7 +64,8 @@ def _as_numpy(values) -> np.ndarray:
     return np.asarray(values)
 
 
-def _labels(labels, name: str = "labels") -> np.ndarray:
+def check_labels(labels, name: str = "labels") -> np.ndarray:
+    """``labels`` as a 2-D numpy array; raises unless it holds only 0, 1, -1 and 9."""
     labels = _as_numpy(labels)
     if labels.ndim != 2:
         raise UsageError(f"{name} must be (n_frames, n_aus); found shape {labels.shape}.")
@@ -76,7 +78,7 @@ def _labels(labels, name: str = "labels") -> np.ndarray:
 
 def _probs_and_labels(probs, labels) -> tuple[np.ndarray, np.ndarray]:
     probs = _as_numpy(probs).astype(np.float64, copy=False)
-    labels = _labels(labels)
+    labels = check_labels(labels)
     if probs.shape != labels.shape:
         raise UsageError(f"probabilities {probs.shape} and labels {labels.shape} must have the same "
                          "(n_frames, n_aus) shape.")
@@ -325,7 +327,7 @@ def _finite_or_none(value: float) -> float | None:
 
 def _pair(reference, other) -> tuple[np.ndarray, np.ndarray]:
     """Both label sets with rows either leaves unknown set to -1 in both."""
-    reference, other = _labels(reference, "reference labels"), _labels(other, "other labels")
+    reference, other = check_labels(reference, "reference labels"), check_labels(other, "other labels")
     if reference.shape != other.shape:
         raise UsageError(f"label sets differ in shape: {reference.shape} and {other.shape}.")
     both = ((reference == 0) | (reference == 1)) & ((other == 0) | (other == 1))
@@ -377,7 +379,7 @@ def find_events(labels, sequences=None) -> list[tuple[np.ndarray, np.ndarray]]:
     Returns:
         Per AU, ``(starts, stops)`` int arrays of row indices (``stop`` exclusive), sorted.
     """
-    labels = _labels(labels)
+    labels = check_labels(labels)
     block = _contiguous_sequences(sequences, labels.shape[0])
     new_block = np.r_[True, block[1:] != block[:-1]]
     events = []
