@@ -2,18 +2,32 @@
 
 The ArcFace 112x112 template places the eyes, nose tip and mouth corners of a frontal face; a crop
 of exactly that square cuts the top of the brows and the chin, and AU1/AU2 need the forehead,
-AU17/AU26 the chin. aucli therefore maps the landmarks onto the template *shrunk and centred* so
-that the ArcFace square plus ``margin`` of its side on every side fills the crop: with the default
-``margin=0.25`` and ``size=256`` the ArcFace square is the central 171 px, the eyes lie at y = 77
-and the mouth at y = 126, and a random 224 crop of the 256 image (the training augmentation) still
-holds the brows and the chin (checked on a real photo in tests/test_faces.py).
+AU17/AU26 the chin. aucli therefore maps the landmarks onto the template *shrunk* so that the
+ArcFace square plus ``margin`` of its side on every side fills the crop, and *shifted up* so that
+the crop is centred between forehead and chin rather than on the ArcFace square's own centre
+(ArcFace y = 56 sits between the brows and the nose; the face from forehead to chin is centred
+lower, at about y = 66, measured on the astronaut photo: brow tops at ArcFace y = 41, chin at 121).
+
+With the defaults (``size=256, margin=0.25, centre_y=66``) one ArcFace unit is 1.52 px, the eyes
+lie at y = 106 and the mouth corners at y = 168, and a random 224 crop of the 256 image (the
+training augmentation, which always keeps the band 32..224) still holds the brows and the chin:
+tests/test_faces.py checks this on the astronaut photo, whose chin a margin of 0 cuts off.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ARCFACE_TEMPLATE", "DEFAULT_CROP_SIZE", "DEFAULT_MARGIN", "align_face", "face_template", "resize_face", "similarity_transform"]
+__all__ = [
+    "ARCFACE_TEMPLATE",
+    "DEFAULT_CENTRE_Y",
+    "DEFAULT_CROP_SIZE",
+    "DEFAULT_MARGIN",
+    "align_face",
+    "face_template",
+    "resize_face",
+    "similarity_transform",
+]
 
 #: ArcFace's five points in its 112x112 crop: image-left eye, image-right eye, nose tip,
 #: image-left mouth corner, image-right mouth corner, (x, y).
@@ -29,19 +43,25 @@ ARCFACE_TEMPLATE = np.array(
 )
 DEFAULT_CROP_SIZE = 256
 DEFAULT_MARGIN = 0.25
+#: ArcFace-template y (of 112) placed at the vertical centre of the crop; 56 = no shift.
+DEFAULT_CENTRE_Y = 66.0
 
 
-def face_template(size: int = DEFAULT_CROP_SIZE, margin: float = DEFAULT_MARGIN) -> np.ndarray:
+def face_template(
+    size: int = DEFAULT_CROP_SIZE, margin: float = DEFAULT_MARGIN, *, centre_y: float = DEFAULT_CENTRE_Y
+) -> np.ndarray:
     """(5, 2) target landmark positions in a ``size`` x ``size`` crop.
 
-    The ArcFace 112 square, grown by ``margin`` of its side on each side, is scaled to ``size``:
-    ``inner = size / (1 + 2 * margin)``; point = ``ARCFACE / 112 * inner + margin * inner``.
-    ``margin=0`` gives the plain ArcFace template scaled to ``size``.
+    ArcFace units are scaled by ``unit = size / (112 * (1 + 2 * margin))`` (the ArcFace square
+    grown by ``margin`` of its side on each side fills the crop), the template's x centre (56)
+    goes to the crop's centre and its ``centre_y`` to the crop's vertical centre.
+    ``margin=0, centre_y=56`` is the plain ArcFace template scaled to ``size``.
     """
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    inner = size / (1.0 + 2.0 * margin)
-    return (ARCFACE_TEMPLATE / 112.0 * inner + margin * inner).astype(np.float32)
+    unit = size / (112.0 * (1.0 + 2.0 * margin))
+    centre = np.array([56.0, centre_y], np.float32)
+    return ((ARCFACE_TEMPLATE - centre) * unit + size / 2.0).astype(np.float32)
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -74,6 +94,7 @@ def align_face(
     *,
     size: int = DEFAULT_CROP_SIZE,
     margin: float = DEFAULT_MARGIN,
+    centre_y: float = DEFAULT_CENTRE_Y,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Warp the face given by 5 landmarks onto the margin template.
 
@@ -81,7 +102,7 @@ def align_face(
         image: (H, W, 3) uint8.
         landmarks: (5, 2) (x, y) in ArcFace order, image pixels.
         size: side of the square crop.
-        margin: see :func:`face_template`.
+        margin, centre_y: see :func:`face_template`.
 
     Returns:
         crop (size, size, 3) uint8 (areas outside the image are black), and the (2, 3) float64
@@ -90,7 +111,7 @@ def align_face(
     """
     import cv2
 
-    matrix = similarity_transform(np.asarray(landmarks, np.float64).reshape(5, 2), face_template(size, margin))
+    matrix = similarity_transform(np.asarray(landmarks, np.float64).reshape(5, 2), face_template(size, margin, centre_y=centre_y))
     crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return crop, matrix
 

@@ -10,7 +10,11 @@ keyframes whose kept faces agree (same number, same rank order, each pair of box
 0.5), boxes and landmarks are interpolated linearly in frame index (score: the lower of the two);
 otherwise (a face appears, leaves, moves fast or changes rank) every frame in between is detected
 too. A face present on both keyframes is therefore never dropped in between, and a face that
-appears or leaves is found on the exact frame where the detector finds it.
+appears or leaves is found on the exact frame where the detector finds it. An interpolated face is
+also checked against the picture: its box region, shrunk to a 16x16 grey thumbnail, must match the
+blend of the keyframes' thumbnails (mean absolute difference <= ``CARRY_MAX_DIFF`` grey levels;
+measured: 1-4 for a moving face, 47 for a frame where the face is gone); a frame that fails is
+detected, so a one-frame cut or dropout between two keyframes gets no invented face.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ __all__ = ["DEFAULT_DETECT_EVERY", "FaceOptions", "FaceRecord", "FrameResult", "
 DEFAULT_DETECT_EVERY = 2
 #: Two keyframes' faces "agree" (interpolation allowed) at this IoU or more.
 CARRY_IOU = 0.5
+#: Largest mean absolute difference (grey levels, 16x16 thumbnails) between an interpolated face
+#: region and the blend of the keyframes' face regions.
+CARRY_MAX_DIFF = 15.0
 
 
 @dataclass
@@ -200,6 +207,27 @@ def _agree(a: Detections, b: Detections) -> bool:
     return bool(np.all(np.diag(box_iou(a.boxes, b.boxes)) >= CARRY_IOU))
 
 
+def _thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """(16, 16) float32 grey thumbnail of the box region (clipped to the image)."""
+    import cv2
+
+    height, width = image.shape[:2]
+    x1, y1 = int(max(np.floor(box[0]), 0)), int(max(np.floor(box[1]), 0))
+    x2, y2 = int(min(np.ceil(box[2]), width)), int(min(np.ceil(box[3]), height))
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return np.zeros((16, 16), np.float32)
+    return cv2.resize(image[y1:y2, x1:x2], (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32).mean(axis=2)
+
+
+def _looks_alike(frame: Frame, carried: Detections, left: tuple[Frame, Detections], right: tuple[Frame, Detections], t: float) -> bool:
+    """Whether each carried face's region matches the keyframes' face regions (see module doc)."""
+    for j in range(len(carried)):
+        expected = (1 - t) * _thumbnail(left[0].image, left[1].boxes[j]) + t * _thumbnail(right[0].image, right[1].boxes[j])
+        if float(np.abs(_thumbnail(frame.image, carried.boxes[j]) - expected).mean()) > CARRY_MAX_DIFF:
+            return False
+    return True
+
+
 def _interpolate(a: Detections, b: Detections, t: float) -> Detections:
     return Detections(
         ((1 - t) * a.boxes + t * b.boxes).astype(np.float32),
@@ -253,7 +281,11 @@ class _Extractor:
                 span = right_frame.index - left_frame.index
                 for i in between:
                     t = (frames[i].index - left_frame.index) / span if span else 0.0
-                    results[i] = (_interpolate(left_det, right_det, t), False)
+                    carried = _interpolate(left_det, right_det, t)
+                    if _looks_alike(frames[i], carried, (left_frame, left_det), (right_frame, right_det), t):
+                        results[i] = (carried, False)
+                    else:
+                        to_detect.append(i)
             else:
                 to_detect.extend(between)
         for i, detections in zip(to_detect, self._detect([frames[i] for i in to_detect])):

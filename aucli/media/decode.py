@@ -134,7 +134,9 @@ def _open_video(path: Path):
     try:
         container = av.open(str(path), mode="r")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as error:
-        raise MediaError(f"{path}: not a readable video ({_ffmpeg_message(error)}).") from None
+        raise MediaError(
+            f"{path}: not a readable video ({_ffmpeg_message(error)}); the file is corrupt, truncated or not a video."
+        ) from None
     if not container.streams.video:
         container.close()
         raise MediaError(f"{path}: the file has no video stream.")

@@ -1,0 +1,269 @@
+"""Helpers that WRITE real media for tests: videos with a moving face, frame folders, bad files.
+
+Everything is built from ``skimage.data.astronaut()`` (a public-domain photo with one frontal
+face) pasted onto a plain, face-free background, and written with PyAV (libx264) or OpenCV, so
+tests run the real decoders and the real detector. All helpers are deterministic and fast
+(a 20-frame 320x180 video takes about 0.1 s to write).
+
+Each video frame carries its own index in a barcode strip (``CODE_BITS`` black/white blocks along
+the top edge, outside the face), so a test can check that a decoded frame's index is the frame
+that was written: :func:`read_frame_code`.
+
+Typical use::
+
+    from media_fixtures import write_face_video, write_frame_folder  # tests/ is on sys.path
+    plan = write_face_video(tmp_path / "clip.mp4", n_frames=20, no_face=(5, 6))
+    plan.has_face[5]  # False
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "CODE_BITS",
+    "VideoPlan",
+    "astronaut",
+    "background",
+    "face_patch",
+    "render_frame",
+    "read_frame_code",
+    "write_corrupt_video",
+    "write_face_video",
+    "write_frame_folder",
+    "write_not_media",
+    "write_truncated_video",
+    "write_video",
+    "write_zero_byte",
+]
+
+#: Bits of the frame-index barcode drawn along the top edge of every generated video frame.
+CODE_BITS = 10
+_CODE_HEIGHT = 8
+
+
+@lru_cache(maxsize=1)
+def astronaut() -> np.ndarray:
+    """skimage's astronaut photo, (512, 512, 3) uint8 RGB; one face, box about (181, 58)-(270, 178)."""
+    from skimage import data
+
+    image = data.astronaut()
+    image.setflags(write=False)
+    return image
+
+
+@lru_cache(maxsize=1)
+def face_patch() -> np.ndarray:
+    """The astronaut's head and shoulders, (240, 200, 3) uint8 RGB; face centre near (95, 100)."""
+    patch = astronaut()[10:250, 125:325].copy()
+    patch.setflags(write=False)
+    return patch
+
+
+def background(width: int, height: int) -> np.ndarray:
+    """A smooth, face-free backdrop (H, W, 3) uint8: a colour gradient with fixed noise."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    rng = np.random.default_rng(0)
+    image = np.stack([90 + 60 * x / width, 110 + 40 * y / height, 140 - 50 * x / width], axis=2)
+    image += rng.normal(0, 4, size=image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _draw_code(image: np.ndarray, number: int) -> None:
+    width = image.shape[1]
+    block = width // CODE_BITS
+    for bit in range(CODE_BITS):
+        value = 255 if (number >> bit) & 1 else 0
+        image[:_CODE_HEIGHT, bit * block : (bit + 1) * block] = value
+
+
+def read_frame_code(image: np.ndarray) -> int:
+    """The frame number a generated frame carries in its top barcode (robust to compression)."""
+    width = image.shape[1]
+    block = width // CODE_BITS
+    number = 0
+    for bit in range(CODE_BITS):
+        cell = image[1 : _CODE_HEIGHT - 1, bit * block + 2 : (bit + 1) * block - 2]
+        if cell.mean() > 127:
+            number |= 1 << bit
+    return number
+
+
+def render_frame(width: int, height: int, *, centre: tuple[float, float] | None, scale: float, code: int | None = None) -> np.ndarray:
+    """One frame: the face patch scaled by ``scale`` (face height about 120*scale px) with its face
+    centred at ``centre`` (x, y) pixels, or no face when ``centre`` is None; optional barcode."""
+    import cv2
+
+    frame = background(width, height)
+    if centre is not None:
+        patch = cv2.resize(np.asarray(face_patch()), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        ph, pw = patch.shape[:2]
+        x0 = int(round(centre[0] - 95 * scale))
+        y0 = int(round(centre[1] - 100 * scale))
+        fx0, fy0 = max(x0, 0), max(y0, 0)
+        fx1, fy1 = min(x0 + pw, width), min(y0 + ph, height)
+        if fx1 > fx0 and fy1 > fy0:
+            frame[fy0:fy1, fx0:fx1] = patch[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
+    if code is not None:
+        _draw_code(frame, code)
+    return frame
+
+
+@dataclass
+class VideoPlan:
+    """What a generated video shows: per written frame, whether a face is there, where and how big."""
+
+    path: Path
+    width: int
+    height: int
+    fps: float
+    has_face: list[bool]
+    centres: list[tuple[float, float] | None]
+    scales: list[float]
+    timestamps: list[float]
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.has_face)
+
+
+def write_video(
+    path: Path,
+    frames: list[np.ndarray],
+    *,
+    fps: float = 25.0,
+    codec: str = "libx264",
+    timestamps: list[float] | None = None,
+    faststart: bool = False,
+) -> Path:
+    """Encode RGB frames with PyAV. ``timestamps`` (seconds, increasing) make a variable-frame-rate
+    file (time base 1/1000). ``faststart`` puts the mp4 index first (then a truncated file still
+    opens and decodes its first frames)."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    height, width = frames[0].shape[:2]
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=options) as container:
+        rate = Fraction(fps).limit_denominator(1001)
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "16", "preset": "veryfast"}
+        if timestamps is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+            stream.time_base = Fraction(1, 1000)
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            if timestamps is not None:
+                frame.pts = int(round(timestamps[i] * 1000))
+                frame.time_base = Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_face_video(
+    path: Path,
+    *,
+    n_frames: int = 20,
+    size: tuple[int, int] = (320, 180),
+    fps: float = 25.0,
+    no_face: tuple[int, ...] = (),
+    scale_range: tuple[float, float] = (0.55, 0.75),
+    timestamps: list[float] | None = None,
+    codec: str = "libx264",
+    faststart: bool = False,
+) -> VideoPlan:
+    """A video of the astronaut's face moving left to right and growing, with no face on the frames
+    listed in ``no_face``; every frame carries its index as a barcode. ``scale_range`` is relative
+    to a 360-pixel-high frame (0.55..0.75: face about 66..90 px high at 640x360)."""
+    width, height = size
+    unit = height / 360.0
+    has_face, centres, scales, images = [], [], [], []
+    for i in range(n_frames):
+        t = i / max(n_frames - 1, 1)
+        scale = (scale_range[0] + (scale_range[1] - scale_range[0]) * t) * unit * 2.0
+        centre = (width * (0.35 + 0.3 * t), height * (0.5 + 0.05 * np.sin(6 * t)))
+        present = i not in no_face
+        images.append(render_frame(width, height, centre=centre if present else None, scale=scale, code=i))
+        has_face.append(present)
+        centres.append(centre if present else None)
+        scales.append(scale)
+    write_video(path, images, fps=fps, codec=codec, timestamps=timestamps, faststart=faststart)
+    stamps = timestamps if timestamps is not None else [i / fps for i in range(n_frames)]
+    return VideoPlan(Path(path), width, height, fps, has_face, centres, scales, list(stamps))
+
+
+def write_frame_folder(
+    folder: Path,
+    numbers: list[int] | tuple[int, ...] = (2440, 2441, 2442, 2443, 2444),
+    *,
+    size: tuple[int, int] = (320, 240),
+    ext: str = ".jpg",
+    no_face: tuple[int, ...] = (),
+    digits: int = 0,
+) -> list[Path]:
+    """A BP4D-style frame folder (e.g. ``F001/T1/2440.jpg``): one image per frame number, named by
+    that number (zero-padded to ``digits``), each with the face (except numbers in ``no_face``)
+    and the number as barcode. Returns the written files in number order."""
+    import cv2
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    files = []
+    for k, number in enumerate(numbers):
+        centre = None if number in no_face else (width * (0.45 + 0.02 * k), height * 0.55)
+        image = render_frame(width, height, centre=centre, scale=height / 240.0, code=number % (1 << CODE_BITS))
+        file = folder / f"{number:0{digits}d}{ext}"
+        cv2.imwrite(str(file), image[..., ::-1])
+        files.append(file)
+    return files
+
+
+def write_truncated_video(path: Path, *, keep: float = 0.5, faststart: bool = True, n_frames: int = 20) -> Path:
+    """A face video cut to ``keep`` of its bytes. With ``faststart`` the index survives, the file
+    opens, and fewer frames decode than it declares; without it the index (at the end) is lost."""
+    path = Path(path)
+    write_face_video(path, n_frames=n_frames, faststart=faststart)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def write_corrupt_video(path: Path, *, n_frames: int = 20) -> Path:
+    """A face video whose bytes after the first 48 are overwritten with fixed random garbage, so
+    that neither container nor codec can make sense of it."""
+    path = Path(path)
+    write_face_video(path, n_frames=n_frames)
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(1)
+    data[48:] = rng.integers(0, 256, size=len(data) - 48, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+def write_zero_byte(path: Path) -> Path:
+    """An empty file (for example ``empty.mp4``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def write_not_media(path: Path) -> Path:
+    """A text file; give it a media extension (``notes.mp4``) to test decoding, or another one
+    (``notes.csv``) to test discovery."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("frame,AU12\n0,1\n1,0\nthis is not a video\n")
+    return path
