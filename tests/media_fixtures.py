@@ -31,6 +31,7 @@ __all__ = [
     "astronaut",
     "background",
     "face_patch",
+    "paste_face",
     "render_frame",
     "read_frame_code",
     "write_corrupt_video",
@@ -94,21 +95,40 @@ def read_frame_code(image: np.ndarray) -> int:
     return number
 
 
-def render_frame(width: int, height: int, *, centre: tuple[float, float] | None, scale: float, code: int | None = None) -> np.ndarray:
-    """One frame: the face patch scaled by ``scale`` (face height about 120*scale px) with its face
-    centred at ``centre`` (x, y) pixels, or no face when ``centre`` is None; optional barcode."""
+def paste_face(frame: np.ndarray, centre: tuple[float, float], scale: float) -> np.ndarray:
+    """Paste the face patch scaled by ``scale`` (face box about 120*scale px high) into ``frame``
+    (in place) with the face centred at ``centre`` (x, y); returns the frame."""
     import cv2
 
+    height, width = frame.shape[:2]
+    patch = cv2.resize(np.asarray(face_patch()), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    ph, pw = patch.shape[:2]
+    x0 = int(round(centre[0] - 95 * scale))
+    y0 = int(round(centre[1] - 100 * scale))
+    fx0, fy0 = max(x0, 0), max(y0, 0)
+    fx1, fy1 = min(x0 + pw, width), min(y0 + ph, height)
+    if fx1 > fx0 and fy1 > fy0:
+        frame[fy0:fy1, fx0:fx1] = patch[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
+    return frame
+
+
+def render_frame(
+    width: int,
+    height: int,
+    *,
+    centre: tuple[float, float] | None,
+    scale: float,
+    code: int | None = None,
+    others: tuple[tuple[tuple[float, float], float], ...] = (),
+) -> np.ndarray:
+    """One frame: the face patch scaled by ``scale`` (face box about 120*scale px high) with its
+    face centred at ``centre`` (x, y) pixels, or no face when ``centre`` is None; more faces as
+    ``others`` ((centre, scale), ...) pasted first; optional barcode."""
     frame = background(width, height)
+    for other_centre, other_scale in others:
+        paste_face(frame, other_centre, other_scale)
     if centre is not None:
-        patch = cv2.resize(np.asarray(face_patch()), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        ph, pw = patch.shape[:2]
-        x0 = int(round(centre[0] - 95 * scale))
-        y0 = int(round(centre[1] - 100 * scale))
-        fx0, fy0 = max(x0, 0), max(y0, 0)
-        fx1, fy1 = min(x0 + pw, width), min(y0 + ph, height)
-        if fx1 > fx0 and fy1 > fy0:
-            frame[fy0:fy1, fx0:fx1] = patch[fy0 - y0 : fy1 - y0, fx0 - x0 : fx1 - x0]
+        paste_face(frame, centre, scale)
     if code is not None:
         _draw_code(frame, code)
     return frame
@@ -185,7 +205,8 @@ def write_face_video(
 ) -> VideoPlan:
     """A video of the astronaut's face moving left to right and growing, with no face on the frames
     listed in ``no_face``; every frame carries its index as a barcode. ``scale_range`` is relative
-    to a 360-pixel-high frame (0.55..0.75: face about 66..90 px high at 640x360)."""
+    to a 180-pixel-high frame (0.55..0.75: face box about 66..90 px high at 320x180, 132..180 at
+    640x360)."""
     width, height = size
     unit = height / 360.0
     has_face, centres, scales, images = [], [], [], []

@@ -11,7 +11,12 @@
 - ``auto``: insightface when its model files are found, else centerface.
 
 Both real detectors run on a downscaled copy of each frame (``detect_width`` pixels wide, never
-upscaled) and map boxes and landmarks back to full-resolution pixels.
+upscaled) and map boxes and landmarks back to full-resolution pixels. With ``retry_full=True``
+(the default) an image on which the downscaled pass finds no face is detected again at full
+resolution, so downscaling never loses a face that full-resolution detection finds (faces smaller
+than about 20 px at the detection scale are missed by the downscaled pass: at 640x360 and
+``detect_width=320`` that is a face box under about 40 px high); it costs a full-size pass on
+faceless frames only.
 
 Landmark order everywhere (ArcFace's): image-left eye, image-right eye, nose tip, image-left mouth
 corner, image-right mouth corner, as (x, y) pixels of the original image.
@@ -201,18 +206,20 @@ class CenterFaceDetector:
         threads: int | None = None,
         device: str = "cpu",
         model_path: Path | None = None,
+        retry_full: bool = True,
     ) -> None:
         self.detect_width = detect_width
         self.threshold = threshold
+        self.retry_full = retry_full
         self.model_path = Path(model_path) if model_path is not None else centerface_model_path()
         self.session = _centerface_session(self.model_path, threads, device)
 
-    def _blob(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[float], list[tuple[int, int]]]:
+    def _blob(self, images: Sequence[np.ndarray], detect_width: int | None) -> tuple[np.ndarray, list[float], list[tuple[int, int]]]:
         import cv2
 
         sizes, scales = [], []
         for image in images:
-            scale = _detect_scale(image.shape[1], self.detect_width)
+            scale = _detect_scale(image.shape[1], detect_width)
             w, h = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
             sizes.append((w, h))
             scales.append(scale)
@@ -228,7 +235,16 @@ class CenterFaceDetector:
         """Faces on each (H, W, 3) uint8 RGB image; images of any sizes, run as one batch."""
         if not len(images):
             return []
-        blob, scales, sizes = self._blob(images)
+        results = self._run(images, self.detect_width)
+        if self.retry_full:
+            retry = [i for i, found in enumerate(results) if not len(found) and _detect_scale(images[i].shape[1], self.detect_width) < 1]
+            if retry:
+                for i, found in zip(retry, self._run([images[i] for i in retry], None)):
+                    results[i] = found
+        return results
+
+    def _run(self, images: Sequence[np.ndarray], detect_width: int | None) -> list[Detections]:
+        blob, scales, sizes = self._blob(images, detect_width)
         heatmap, size, offset, landmarks = self.session.run(["537", "538", "539", "540"], {"input.1": blob})
         return [
             self._decode(heatmap[i, 0], size[i], offset[i], landmarks[i], sizes[i], scales[i]) for i in range(len(images))
@@ -320,12 +336,14 @@ class InsightFaceDetector:
         threshold: float = DEFAULT_THRESHOLD,
         threads: int | None = None,
         device: str = "cpu",
+        retry_full: bool = True,
     ) -> None:
         from insightface.model_zoo import get_model
 
         self.model_path = Path(model_path)
         self.detect_width = detect_width
         self.threshold = threshold
+        self.retry_full = retry_full
         try:
             model = get_model(str(self.model_path), providers=_providers(device), sess_options=_session_options(threads))
         except Exception as error:  # onnxruntime and onnx raise many types for a bad file
@@ -340,9 +358,9 @@ class InsightFaceDetector:
         model.det_thresh = threshold
         self.model = model
 
-    def _input_size(self, image: np.ndarray) -> tuple[int, int]:
+    def _input_size(self, image: np.ndarray, detect_width: int | None) -> tuple[int, int]:
         height, width = image.shape[:2]
-        scale = _detect_scale(width, self.detect_width)
+        scale = _detect_scale(width, detect_width)
         w = int(np.ceil(width * scale / 32) * 32)
         h = int(np.ceil(height * scale / 32) * 32)
         return w, h
@@ -352,19 +370,22 @@ class InsightFaceDetector:
         results = []
         for image in images:
             bgr = np.ascontiguousarray(image[..., ::-1])
-            det, kpss = self.model.detect(bgr, input_size=self._input_size(image))
-            if det is None or det.shape[0] == 0 or kpss is None:
-                results.append(Detections.empty())
-                continue
-            order = np.argsort(-det[:, 4], kind="stable")
-            results.append(
-                Detections(
-                    det[order, :4].astype(np.float32),
-                    det[order, 4].astype(np.float32),
-                    kpss[order].astype(np.float32).reshape(-1, 5, 2),
-                )
-            )
+            found = self._run(bgr, self.detect_width)
+            if not len(found) and self.retry_full and _detect_scale(image.shape[1], self.detect_width) < 1:
+                found = self._run(bgr, None)
+            results.append(found)
         return results
+
+    def _run(self, bgr: np.ndarray, detect_width: int | None) -> Detections:
+        det, kpss = self.model.detect(bgr, input_size=self._input_size(bgr, detect_width))
+        if det is None or det.shape[0] == 0 or kpss is None:
+            return Detections.empty()
+        order = np.argsort(-det[:, 4], kind="stable")
+        return Detections(
+            det[order, :4].astype(np.float32),
+            det[order, 4].astype(np.float32),
+            kpss[order].astype(np.float32).reshape(-1, 5, 2),
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -408,6 +429,7 @@ def make_detector(
     threshold: float = DEFAULT_THRESHOLD,
     threads: int | None = None,
     device: str = "cpu",
+    retry_full: bool = True,
 ) -> FaceDetector:
     """Build a detector by name.
 
@@ -420,6 +442,7 @@ def make_detector(
         threshold: minimum face score.
         threads: onnxruntime intra-op threads (default: min(4, CPU count)).
         device: ``cpu`` or ``cuda`` (uses onnxruntime's CUDA provider when it is installed).
+        retry_full: detect again at full resolution where the downscaled pass finds no face.
 
     Raises:
         ModelError: ``insightface`` asked for and no model file found (the message says where
@@ -437,7 +460,9 @@ def make_detector(
     if name in ("auto", "insightface"):
         model_path = find_insightface_model(models_dir)
         if model_path is not None:
-            return InsightFaceDetector(model_path, detect_width=detect_width, threshold=threshold, threads=threads, device=device)
+            return InsightFaceDetector(
+                model_path, detect_width=detect_width, threshold=threshold, threads=threads, device=device, retry_full=retry_full
+            )
         if name == "insightface" or models_dir is not None:
             raise ModelError(_missing_insightface_message(Path(models_dir) if models_dir is not None else None))
-    return CenterFaceDetector(detect_width=detect_width, threshold=threshold, threads=threads, device=device)
+    return CenterFaceDetector(detect_width=detect_width, threshold=threshold, threads=threads, device=device, retry_full=retry_full)

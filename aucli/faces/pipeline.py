@@ -91,6 +91,7 @@ class FaceOptions:
         crop_size: side of the aligned crop in pixels.
         margin: alignment margin, fraction of the ArcFace square added on every side.
         detect_width: frames are downscaled to this width for detection (None: full size).
+        retry_full: where the downscaled pass finds no face, detect again at full size.
         detect_every: detect on every k-th sampled frame and interpolate between (1: every frame).
         max_faces: most faces kept per frame (``largest``/``central``).
         select: ``largest``, ``central`` or ``all`` (see aucli.faces.track).
@@ -107,6 +108,7 @@ class FaceOptions:
     crop_size: int = DEFAULT_CROP_SIZE
     margin: float = DEFAULT_MARGIN
     detect_width: int | None = DEFAULT_DETECT_WIDTH
+    retry_full: bool = True
     detect_every: int = DEFAULT_DETECT_EVERY
     max_faces: int = 1
     select: Literal["largest", "central", "all"] = "largest"
@@ -148,6 +150,7 @@ def make_face_detector(options: FaceOptions) -> FaceDetector:
         threshold=options.threshold,
         threads=options.threads,
         device=options.device,
+        retry_full=options.retry_full,
     )
 
 
