@@ -17,6 +17,8 @@ from aucli import __version__
 
 #: name -> "module:attribute" of the click command. Only commands that work are listed here.
 COMMANDS: dict[str, str] = {
+    "preprocess": "aucli.cli.preprocess:preprocess",
+    "labels": "aucli.cli.labels:labels",
 }
 
 

@@ -1,8 +1,8 @@
 """Match label files to a store's faces and write them as a new label set.
 
 Labels are matched by (source, frame index). Each recording's labels go to the faces of its
-source's subject track (the track with the most faces; ``track=`` picks another), never to every
-face of a frame. What does not match is reported, not guessed:
+source's subject track (track 0: the face ranked first on each frame; ``track=`` picks another),
+never to every face of a frame. What does not match is reported, not guessed:
 - labelled frames whose source has no stored face on that frame ("no face"),
 - labelled frames the store never sampled (past the end of the video, or skipped by
   ``--every``/``--fps``: "not in the store"),
@@ -26,10 +26,19 @@ from aucli.labels.disfa import DEFAULT_THRESHOLD, read_disfa
 from aucli.labels.openface import read_openface
 from aucli.labels.plain import read_plain_csv
 from aucli.labels.table import LabelTable, RecordingLabels, Target
-from aucli.store.schema import check_name
+from aucli.store.schema import SUBJECT_TRACK, check_name
 from aucli.store.store import CorpusStore, SourceRecord
 
-__all__ = ["FORMATS", "ImportReport", "RecordingMatch", "import_labels", "match_labels", "read_label_files"]
+__all__ = [
+    "FORMATS",
+    "ImportReport",
+    "RecordingMatch",
+    "check_label_set_free",
+    "import_labels",
+    "match_labels",
+    "read_label_files",
+    "write_label_table",
+]
 
 #: ``--label-format`` name -> reader.
 FORMATS: dict[str, Callable[..., LabelTable]] = {
@@ -203,7 +212,7 @@ def match_labels(
     store: CorpusStore,
     table: LabelTable,
     *,
-    track: int | None = None,
+    track: int = SUBJECT_TRACK,
 ) -> tuple[np.ndarray, np.ndarray | None, list[RecordingMatch], list[str], list[str], int]:
     """Place a label table on the store's face rows.
 
@@ -276,7 +285,7 @@ def import_labels(
     *,
     au_names: Sequence[str] | None = None,
     threshold: float | None = None,
-    track: int | None = None,
+    track: int = SUBJECT_TRACK,
 ) -> ImportReport:
     """Read label files and write them into ``store`` as the new label set ``name``.
 
@@ -293,12 +302,25 @@ def import_labels(
 
 
 def _import(store, paths, format, name, au_names, threshold, track) -> ImportReport:
+    check_label_set_free(store, name)
+    table = read_label_files(paths, format, au_names=au_names, threshold=threshold)
+    return write_label_table(store, table, name, track=track)
+
+
+def check_label_set_free(store: CorpusStore, name: str) -> None:
+    """Raise StoreError when ``name`` is taken (label sets are never overwritten)."""
+    check_name(name, "label set name")
     if name in store.label_sets():
         raise StoreError(
             f"label set {name!r} already exists in {store.path}; import under another name (--as NAME) "
             f"or delete it first (`aucli labels delete {store.path} {name}`)"
         )
-    table = read_label_files(paths, format, au_names=au_names, threshold=threshold)
+
+
+def write_label_table(store: CorpusStore, table: LabelTable, name: str, *, track: int = SUBJECT_TRACK) -> ImportReport:
+    """Match an already read label table to the store and write it as label set ``name``."""
+    format = table.format
+    check_label_set_free(store, name)
     if store.n_faces == 0:
         raise StoreError(f"{store.path}: holds no faces yet; run `aucli preprocess` first")
     occurrence, intensity, matches, unmatched, without, unlabelled = match_labels(store, table, track=track)
@@ -320,7 +342,7 @@ def _import(store, paths, format, name, au_names, threshold, track) -> ImportRep
     attrs = {
         "format": format,
         "files": table.files,
-        "track": "subject" if track is None else int(track),
+        "track": int(track),
         "matched_faces": n_matched,
         **{k: v for k, v in table.details.items() if k != "rows_of_other_faces"},
     }

@@ -57,6 +57,10 @@ PARTIAL_PREFIX = ".partial-"
 COLLECTIONS = ("labels", "predictions", "audit")
 RUN_KINDS = ("predictions", "audit")
 
+#: Track id of the subject's face (the face ranked first on every frame, see aucli.faces.track);
+#: label sets attach labels to this track.
+SUBJECT_TRACK = 0
+
 #: Status of a /sources row: ``done`` (its faces are committed; skipped by later runs) or
 #: ``failed`` (nothing of it is stored; retried by later runs).
 SOURCE_STATUSES = ("done", "failed")
@@ -100,7 +104,7 @@ FACE_COLUMNS: tuple[Column, ...] = (
     Column("source", "int32", doc="row in /sources"),
     Column("frame", "int64", doc="frame index (video: 0-based decode order; folder: number in the file name)"),
     Column("timestamp", "float64", doc="seconds (NaN for images and frame folders)"),
-    Column("track", "int32", doc="face track id within the source (0 = first/subject face)"),
+    Column("track", "int32", doc="face track id within the source (0 = the subject: the face ranked first)"),
     Column("box", "float32", (4,), doc="x1, y1, x2, y2 in source-frame pixels"),
     Column("landmarks", "float32", (5, 2), doc="(x, y) eyes, nose, mouth corners (ArcFace order)"),
     Column("score", "float32", doc="detector score (1.0 with --detector none)"),

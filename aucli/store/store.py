@@ -35,6 +35,7 @@ from aucli.store.schema import (
     SCHEMA_VERSION,
     SOURCE_COLUMNS,
     STORE_MARKER,
+    SUBJECT_TRACK,
     Column,
     check_compression,
     check_name,
@@ -646,20 +647,10 @@ class CorpusStore:
             raise UsageError(f"face row {row} is out of range 0..{self.n_faces - 1}")
         return self.h5["frames"]["image"][int(row)]
 
-    def subject_track(self, record: SourceRecord) -> int | None:
-        """The track of a source's subject: the track with the most faces (ties: lowest id)."""
-        if record.n_faces == 0:
-            return None
-        tracks = self.h5["frames"]["track"][record.row_start : record.row_stop]
-        ids, counts = np.unique(tracks, return_counts=True)
-        return int(ids[np.argmax(counts)])
-
-    def frame_rows(self, record: SourceRecord, *, track: int | None = None) -> dict[int, int]:
-        """frame index -> face row of the source's subject ``track`` (default :meth:`subject_track`)."""
+    def frame_rows(self, record: SourceRecord, *, track: int = SUBJECT_TRACK) -> dict[int, int]:
+        """frame index -> face row of ``track`` in a source (default: the subject's, track 0)."""
         if record.n_faces == 0:
             return {}
-        if track is None:
-            track = self.subject_track(record)
         group = self.h5["frames"]
         frames = group["frame"][record.row_start : record.row_stop]
         tracks = group["track"][record.row_start : record.row_stop]

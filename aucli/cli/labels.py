@@ -1,0 +1,170 @@
+"""``aucli labels``: list, import, export, rename and delete the label sets of a store."""
+
+from __future__ import annotations
+
+import click
+
+from aucli.cli.options import echo_json, json_option, store_argument
+
+LABEL_FORMATS = ("bp4d", "disfa", "openface", "casme2", "csv")
+
+
+@click.group("labels")
+def labels() -> None:
+    """Manage the label sets of a store (several coexist; none is ever overwritten).
+
+    \b
+    Examples:
+      aucli labels list corpus.h5
+      aucli labels import corpus.h5 AU_OCC/ --format bp4d --as human
+      aucli labels export corpus.h5 human --out human.csv
+    """
+
+
+@labels.command("list")
+@store_argument()
+@json_option
+def list_(store, as_json) -> None:
+    """List label sets with their AU occurrence rates.
+
+    \b
+    Examples:
+      aucli labels list corpus.h5
+      aucli labels list corpus.h5 --json
+    """
+    from aucli.store.store import CorpusStore
+    from aucli.store.summary import label_set_stats, render_label_sets
+
+    with CorpusStore.open(store, "r") as opened:
+        stats = [label_set_stats(opened.read_labels(name)) for name in opened.label_sets()]
+    if as_json:
+        echo_json(stats)
+    else:
+        render_label_sets(stats)
+
+
+@labels.command("import")
+@store_argument()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--format", "label_format", type=click.Choice(LABEL_FORMATS), required=True, help="Format of FILES.")
+@click.option("--as", "name", required=True, help="Name of the new label set.")
+@click.option("--aus", help="AUs to import, e.g. bp4d or 1,2,4 (default: the files' own; BP4D: its 12).")
+@click.option("--threshold", type=float, help="DISFA: occurrence = intensity >= this.  [default: 2]")
+@click.option("--track", type=int, default=0, show_default=True, help="Face track the labels belong to (0: the subject).")
+@json_option
+def import_(store, files, label_format, name, aus, threshold, track, as_json) -> None:
+    """Import label files into a store as a new label set.
+
+    FILES are files, folders or globs. Frames are matched by (source, frame index), each format
+    with its own convention: BP4D the number in the frame image's name, DISFA line k = video
+    frame k-1, OpenFace frame f = video frame f-1 (success = 0 rows unknown), CASME II the numbers
+    in img46.jpg, plain CSV the store's own frame index. Frames without labels and labels without
+    frames are reported.
+
+    \b
+    Examples:
+      aucli labels import bp4d.h5 BP4D/AUCoding/AU_OCC --format bp4d --as human
+      aucli labels import disfa.h5 'DISFA/ActionUnit_Labels/*/*.txt' --format disfa --as human --threshold 1
+      aucli labels import clips.h5 openface_out/ --format openface --as openface
+      aucli labels import casme2.h5 CASME2-coding.csv --format casme2 --as coded
+    """
+    from aucli.aus import parse_au_list
+    from aucli.console import console, warn
+    from aucli.labels.importer import import_labels
+
+    report = import_labels(
+        store, files, label_format, name, au_names=parse_au_list(aus) if aus else None, threshold=threshold, track=track
+    )
+    if as_json:
+        echo_json(report.as_dict())
+        return
+    for problem in report.problems():
+        warn(problem)
+    console.print(
+        f"Label set [bold]{name}[/bold] ({label_format}): {report.n_matched} face(s) labelled from "
+        f"{report.n_labelled} labelled frame(s) in {len(report.files)} file(s); "
+        f"{report.n_noface} without a face, {report.n_missing} not in the store.",
+        highlight=False,
+    )
+    _print_rates(report)
+
+
+def _print_rates(report) -> None:
+    from rich.table import Table
+
+    from aucli.console import console
+
+    table = Table(header_style="bold")
+    for column in ("AU", "known", "positives", "rate"):
+        table.add_column(column, justify="left" if column == "AU" else "right")
+    for au in report.au_names:
+        known = report.known[au]
+        table.add_row(au, str(known), str(report.positives[au]), f"{report.rates[au]:.3f}" if known else "unknown")
+    console.print(table)
+
+
+@labels.command("export")
+@store_argument()
+@click.argument("name")
+@click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False, writable=True), help="CSV file to write.")
+@click.option("--all-faces", is_flag=True, help="Also write faces without any known label (as -1).")
+def export(store, name, out, all_faces) -> None:
+    """Export a label set as CSV: source, subject, frame, timestamp, track, one column per AU.
+
+    The file imports back with `aucli labels import STORE FILE --format csv`.
+
+    \b
+    Examples:
+      aucli labels export corpus.h5 human --out human.csv
+    """
+    from aucli.console import console
+    from aucli.labels.export import export_labels
+    from aucli.store.store import CorpusStore
+
+    with CorpusStore.open(store, "r") as opened:
+        n = export_labels(opened, name, out, include_unlabelled=all_faces)
+    console.print(f"Wrote {n} row(s) of label set {name!r} to {out}.", highlight=False)
+
+
+@labels.command("rename")
+@store_argument()
+@click.argument("old")
+@click.argument("new")
+def rename(store, old, new) -> None:
+    """Rename a label set.
+
+    \b
+    Examples:
+      aucli labels rename corpus.h5 bp4d human
+    """
+    from aucli.console import console
+    from aucli.store.store import CorpusStore
+
+    with CorpusStore.open(store, "a") as opened:
+        opened.rename_labels(old, new)
+    console.print(f"Renamed label set {old!r} to {new!r}.", highlight=False)
+
+
+@labels.command("delete")
+@store_argument()
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def delete(store, name, yes) -> None:
+    """Delete a label set (asks first unless --yes).
+
+    \b
+    Examples:
+      aucli labels delete corpus.h5 draft --yes
+    """
+    from aucli.console import console
+    from aucli.store.store import CorpusStore
+
+    with CorpusStore.open(store, "a") as opened:
+        attrs = opened.label_attrs(name)
+        if not yes:
+            click.confirm(
+                f"Delete label set {name!r} ({attrs.get('format', '')}, {len(attrs.get('au_names', []))} AUs) from {store}?",
+                abort=True,
+            )
+        opened.delete_labels(name)
+    console.print(f"Deleted label set {name!r}.", highlight=False)
