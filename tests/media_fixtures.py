@@ -34,6 +34,7 @@ __all__ = [
     "paste_face",
     "render_frame",
     "read_frame_code",
+    "set_mp4_rotation",
     "write_corrupt_video",
     "write_face_video",
     "write_frame_folder",
@@ -191,6 +192,28 @@ def write_video(
     return path
 
 
+def set_mp4_rotation(path: Path, rotation: int) -> Path:
+    """Write a display rotation into an mp4's track header (as phones do for portrait video):
+    the decoder reports ``rotation`` (degrees counter-clockwise, a multiple of 90) and a player
+    rotates the stored picture by it. Patches the tkhd matrix in place."""
+    import struct
+
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    if at < 0:
+        raise ValueError(f"{path}: no tkhd box (not an mp4 file?)")
+    version = data[at + 4]
+    offset = at + 8 + (32 if version == 1 else 20) + 8 + 8  # skip times, ids, layer/group/volume
+    one = 0x10000
+    cos, sin = {0: (1, 0), 90: (0, 1), 180: (-1, 0), 270: (0, -1), -90: (0, -1)}[rotation]
+    # ffmpeg reads rotation = atan2(b, a) for matrix [a b 0; c d 0; 0 0 1] and reports minus it
+    a, b, c, d = cos * one, -sin * one, sin * one, cos * one
+    data[offset : offset + 36] = struct.pack(">9I", *(v & 0xFFFFFFFF for v in (a, b, 0, c, d, 0, 0, 0, 0x40000000)))
+    path.write_bytes(bytes(data))
+    return path
+
+
 def write_face_video(
     path: Path,
     *,
@@ -202,11 +225,14 @@ def write_face_video(
     timestamps: list[float] | None = None,
     codec: str = "libx264",
     faststart: bool = False,
+    rotation: int = 0,
 ) -> VideoPlan:
     """A video of the astronaut's face moving left to right and growing, with no face on the frames
     listed in ``no_face``; every frame carries its index as a barcode. ``scale_range`` is relative
     to a 180-pixel-high frame (0.55..0.75: face box about 66..90 px high at 320x180, 132..180 at
-    640x360)."""
+    640x360). ``rotation`` (mp4 only) stores each picture turned by ``-rotation`` degrees and
+    marks the file with display rotation ``rotation``, like a phone's portrait video: decoded and
+    rotated for display, the frames are the upright ones the plan describes."""
     width, height = size
     unit = height / 360.0
     has_face, centres, scales, images = [], [], [], []
@@ -219,7 +245,11 @@ def write_face_video(
         has_face.append(present)
         centres.append(centre if present else None)
         scales.append(scale)
+    if rotation:
+        images = [np.ascontiguousarray(np.rot90(image, k=-rotation // 90)) for image in images]
     write_video(path, images, fps=fps, codec=codec, timestamps=timestamps, faststart=faststart)
+    if rotation:
+        set_mp4_rotation(path, rotation)
     stamps = timestamps if timestamps is not None else [i / fps for i in range(n_frames)]
     return VideoPlan(Path(path), width, height, fps, has_face, centres, scales, list(stamps))
 

@@ -233,6 +233,15 @@ def test_truncated_video_with_index_raises_after_good_frames(tmp_path: Path) -> 
     assert decoded == list(range(len(decoded)))
 
 
+@pytest.mark.parametrize("rotation", [-90, 90, 180])
+def test_display_rotation_is_applied(tmp_path: Path, rotation: int) -> None:
+    plan = write_face_video(tmp_path / "phone.mp4", n_frames=4, rotation=rotation)
+    frames = list(iter_frames(plan.path))
+    assert [f.image.shape for f in frames] == [(180, 320, 3)] * 4  # upright, as recorded
+    assert [read_frame_code(f.image) for f in frames] == [0, 1, 2, 3]
+    assert (probe(plan.path).width, probe(plan.path).height) == (320, 180)
+
+
 def test_mpeg4_avi_and_mkv(tmp_path: Path) -> None:
     frames = [render_frame(160, 96, centre=None, scale=0.3, code=i) for i in range(6)]
     for name, codec in (("a.avi", "mpeg4"), ("b.mkv", "libx264")):

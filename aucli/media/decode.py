@@ -3,7 +3,9 @@
 Frame-index conventions (labels are matched to frames by these numbers):
 - video: 0-based position in the decoder's output order, counting every decoded frame (also the
   ones ``every``/``fps`` skip), so index k is the (k+1)-th frame of the file whatever its frame
-  rate, variable frame rates included. ``timestamp`` is ``pts * time_base`` in seconds.
+  rate, variable frame rates included. ``timestamp`` is ``pts * time_base`` in seconds. A display
+  rotation in the file (phones' portrait videos) is applied, so frames come out upright, as a
+  player shows them; ``probe`` reports the upright width and height.
 - frame folder: the number in the file name (BP4D ``2440.jpg`` -> 2440, CASME II ``img46.jpg`` ->
   46; the last digit run of the stem), when every frame file has one and they are unique;
   otherwise the 0-based position in natural order. ``timestamp`` is NaN (a folder has no clock).
@@ -162,10 +164,28 @@ def _video_info(path: Path) -> MediaInfo:
             elif container.duration is not None:
                 duration = container.duration / 1_000_000
             n_frames = int(round(duration * fps)) if duration and fps else 0
-        width, height = stream.codec_context.width, stream.codec_context.height
+        width, height = _first_frame_size(container, stream) or (stream.codec_context.width, stream.codec_context.height)
     finally:
         container.close()
     return MediaInfo(n_frames, exact, fps, int(width), int(height), "decode-order")
+
+
+def _upright(frame) -> np.ndarray:
+    """The decoded picture as (H, W, 3) uint8 RGB, turned by the file's display rotation."""
+    image = frame.to_ndarray(format="rgb24")
+    turns = round(getattr(frame, "rotation", 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+def _first_frame_size(container, stream) -> tuple[int, int] | None:
+    """Upright (width, height) of the first decodable frame, or None."""
+    try:
+        for frame in container.decode(stream):
+            turns = round(getattr(frame, "rotation", 0) / 90) % 4
+            return (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
+    except Exception:  # probe stays best-effort; iter_frames reports decoding errors properly
+        return None
+    return None
 
 
 def _iter_video(path: Path, every: int, fps: float | None, start: int) -> Iterator[Frame]:
@@ -200,7 +220,7 @@ def _iter_video(path: Path, every: int, fps: float | None, start: int) -> Iterat
                     continue
                 if index < start:
                     continue
-                yield Frame(index, timestamp, frame.to_ndarray(format="rgb24"))
+                yield Frame(index, timestamp, _upright(frame))
         except av.FFmpegError as error:
             raise MediaError(
                 f"{path}: decoding failed after frame {index} ({_ffmpeg_message(error)}); the file is corrupt or truncated."
