@@ -125,6 +125,30 @@ def _expected_frames(source, options) -> int:
     return int(math.ceil(info.n_frames / options.every))
 
 
+def _rekey(found, inputs: Sequence[str | Path]):
+    """Keys relative to the folder the user named: ``preprocess CASME2/`` keys ``sub01/EP02_01f``
+    even when the folder holds one clip (discovery's default root is the sources' common parent).
+    Kept as discovered when a source lies outside the named folders."""
+    folders = []
+    for item in inputs:
+        path = Path(os.path.expanduser(str(item)))
+        if path.is_dir():
+            folders.append(path.resolve())
+        elif path.is_file() and path.suffix.lower() not in (".txt", ".lst"):
+            folders.append(path.resolve().parent)
+        else:
+            return found  # globs and list files: the discovered root is the best guess
+    if not folders or not found.sources:
+        return found
+    root = Path(os.path.commonpath([str(f) for f in folders]))
+    if root == found.root or not all(Path(s.path).is_relative_to(root) for s in found.sources):
+        return found
+    sources = [dataclasses.replace(s, key=Path(s.path).relative_to(root).as_posix()) for s in found.sources]
+    if len({s.key for s in sources}) != len(sources):
+        return found
+    return dataclasses.replace(found, sources=sources, root=root)
+
+
 def _options_dict(options) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(options).items()}
 
@@ -207,6 +231,8 @@ def run_preprocess(
 
         root = store.root if store is not None and store.root is not None and store.root.is_dir() else None
         found = discover_sources(inputs, pattern=pattern, root=root)
+        if root is None:
+            found = _rekey(found, inputs)
         summary = PreprocessSummary(out)
         for problem in found.problems:
             warn(problem)

@@ -15,31 +15,17 @@ import pytest
 from aucli.errors import StoreError, UsageError
 from aucli.store import CorpusStore, SourceInfo, open_store
 from aucli.store.schema import SCHEMA_VERSION
+from store_fixtures import add_source, fake_face, source_info
 
 SIZE = 16
 
 
-def face(value: int, track: int = 0, score: float = 0.9):
-    """A face record as aucli.faces.pipeline.FaceRecord has it: crop filled with ``value``."""
-    return SimpleNamespace(
-        crop=np.full((SIZE, SIZE, 3), value % 256, np.uint8),
-        box=np.array([1, 2, 3, 4], np.float32) + value,
-        landmarks=np.arange(10, dtype=np.float32).reshape(5, 2) + value,
-        score=score,
-        track_id=track,
-    )
+def face(value: int, track: int = 0):
+    return fake_face(value, size=SIZE, track=track)
 
 
 def info(key: str, subject: str = "S1") -> SourceInfo:
-    return SourceInfo(key=key, path=f"/data/{key}", kind="video", subject=subject, recording=key, size=10, mtime_ns=1, digest="d")
-
-
-def add_source(store: CorpusStore, key: str, frames: range, *, subject: str = "S1", noface=(), offset: int = 0, tracks: int = 1):
-    writer = store.begin_source(info(key, subject))
-    for f in frames:
-        faces = [] if f in noface else [face(offset + f, track=t) for t in range(tracks)]
-        writer.add_frame(f, f / 25, faces)
-    return writer.commit()
+    return source_info(key, subject)
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from aucli.aus import BP4D_AUS, au_name, parse_au
-from aucli.errors import LabelFormatError
-from aucli.labels.table import LabelTable, RecordingLabels, Target, expand_label_paths, known_au, parse_int, read_csv_rows
+from aucli.errors import LabelFormatError, UnknownAUError
+from aucli.labels.table import LabelTable, RecordingLabels, Target, expand_label_paths, parse_int, read_csv_rows
 
 __all__ = ["read_bp4d"]
 
@@ -57,8 +57,12 @@ def _read_file(path: Path, subject: str, task: str, wanted: list[str]) -> Record
         raise LabelFormatError(f"{path}, line {header_line}: first column must be the frame (header '0' or 'frame'), found {header[0]!r}")
     column_of: dict[str, int] = {}
     for position, cell in enumerate(header[1:], start=1):
-        name = known_au(cell, path, header_line) if cell else None
-        if name is not None and name in wanted:
+        # the header numbers every column (0-99 in the released files); only wanted AUs are read
+        try:
+            name = parse_au(cell)
+        except UnknownAUError:
+            raise LabelFormatError(f"{path}, line {header_line}: unknown AU name {cell!r} in the header") from None
+        if name in wanted:
             column_of[name] = position
     frames: list[int] = []
     values: list[list[int]] = []

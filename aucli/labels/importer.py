@@ -225,10 +225,11 @@ def match_labels(
     occurrence = np.full((store.n_faces, n_aus), -1, np.int8)
     intensity = np.full((store.n_faces, n_aus), np.nan, np.float32) if table.has_intensity else None
     index = _SourceIndex(store.sources())
-    claimed: dict[str, str] = {}
+    claimed: dict[str, dict[int, str]] = {}
     matches: list[RecordingMatch] = []
     unmatched: list[str] = []
-    unlabelled_faces = 0
+    subject_faces: dict[str, int] = {}
+    labelled_faces: dict[str, int] = {}
     per_file: dict[str, int] = {}
     for rec in table.recordings:
         if len(rec.files) == 1:
@@ -241,9 +242,15 @@ def match_labels(
             continue
         match = RecordingMatch(label, [s.key for s in sources], int(rec.frames.size))
         for source in sources:
-            if source.key in claimed:
-                raise LabelFormatError(f"labels for stored source {source.key!r} come from both {claimed[source.key]} and {label}")
-            claimed[source.key] = label
+            # several recordings may name one source (a plain CSV spelling it two ways), but never
+            # label the same frame twice
+            earlier = claimed.setdefault(source.key, {})
+            twice = [int(f) for f in rec.frames if int(f) in earlier]
+            if twice:
+                raise LabelFormatError(
+                    f"stored source {source.key!r} frame {twice[0]} is labelled twice: in {earlier[twice[0]]} and in {label}"
+                )
+            earlier.update((int(f), label) for f in rec.frames)
             rows_of = store.frame_rows(source, track=track)
             # frames sampled without a (subject) face: no face at all, or only other tracks' faces
             faceless = set(store.noface_frames(source).tolist())
@@ -259,11 +266,12 @@ def match_labels(
                     match.n_noface += 1
                 else:
                     match.missing.append(int(frame))
-            unlabelled_faces += len(rows_of) - int(hit.sum())
+            subject_faces[source.key] = len(rows_of)
+            labelled_faces[source.key] = labelled_faces.get(source.key, 0) + int(hit.sum())
         match.missing = sorted(set(match.missing))
         matches.append(match)
-    labelled_sources = set(claimed)
-    without = [r.key for r in index.records if r.key not in labelled_sources]
+    unlabelled_faces = sum(subject_faces[key] - labelled_faces[key] for key in subject_faces)
+    without = [r.key for r in index.records if r.key not in claimed]
     return occurrence, intensity, matches, unmatched, without, unlabelled_faces
 
 

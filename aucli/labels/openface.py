@@ -89,15 +89,17 @@ def _read_file(path: Path):
         for au in aus:
             value = -1
             if au in presence:
-                raw = _number(cells[presence[au]], path, line, f"{au}_c")
+                column = header[presence[au]]
+                raw = _number(cells[presence[au]], path, line, column)
                 if raw not in (0.0, 1.0):
-                    raise LabelFormatError(f"{path}, line {line}: {au}_c value {cells[presence[au]]!r} is not 0 or 1")
+                    raise LabelFormatError(f"{path}, line {line}: {column} value {cells[presence[au]]!r} is not 0 or 1")
                 value = int(raw)
             strength = math.nan
             if au in intensity_cols:
-                strength = _number(cells[intensity_cols[au]], path, line, f"{au}_r")
+                column = header[intensity_cols[au]]
+                strength = _number(cells[intensity_cols[au]], path, line, column)
                 if not 0.0 <= strength <= 5.0:
-                    raise LabelFormatError(f"{path}, line {line}: {au}_r value {cells[intensity_cols[au]]!r} is outside 0-5")
+                    raise LabelFormatError(f"{path}, line {line}: {column} value {cells[intensity_cols[au]]!r} is outside 0-5")
             if not success:
                 value, strength = -1, math.nan
             occurrence_row.append(value)
