@@ -19,8 +19,9 @@ from media_fixtures import (
     write_video,
 )
 
-from aucli.errors import MediaError, UsageError
+from aucli.errors import MediaError, ModelError, UsageError
 from aucli.faces import FaceOptions, extract_faces, face_template, make_face_detector
+from aucli.faces.detect import Detections
 from aucli.faces.track import box_iou
 from aucli.media import MediaSource, discover_sources
 
@@ -171,9 +172,30 @@ def test_closing_early_stops_the_decode_thread(moving_face, detector) -> None:
     before = {t.name for t in threading.enumerate()}
     results = extract_faces(_source(moving_face.path), FaceOptions(detector="centerface", batch_size=2), detector=detector)
     assert next(results).frame_index == 0
+    assert any(t.name.startswith("aucli-faces-") for t in threading.enumerate())
     results.close()
-    alive = [t for t in threading.enumerate() if t.name.startswith("aucli-decode") and t.name not in before]
+    alive = [t for t in threading.enumerate() if t.name.startswith("aucli-") and t.name not in before]
     assert alive == []
+
+
+def test_a_detector_error_reaches_the_caller(moving_face) -> None:
+    class Failing:
+        name = "failing"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def detect(self, images):
+            self.calls += 1
+            if self.calls > 1:
+                raise ModelError("the detector broke")
+            return [Detections.empty() for _ in images]
+
+    seen = []
+    with pytest.raises(ModelError, match="the detector broke"):
+        for result in extract_faces(_source(moving_face.path), FaceOptions(batch_size=4), detector=Failing()):
+            seen.append(result.frame_index)
+    assert seen == list(range(len(seen)))
 
 
 def test_bad_options_are_usage_errors(moving_face) -> None:

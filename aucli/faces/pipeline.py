@@ -1,8 +1,9 @@
 """Frames in, aligned faces out: decode, detect, select, track and align one media source.
 
-``extract_faces`` overlaps decoding and detection: a decode thread fills a bounded queue while the
-caller's thread runs batched detection, selection, tracking and alignment, and yields one
-:class:`FrameResult` per sampled frame, in frame order (frames without a face included).
+``extract_faces`` runs three stages at once, joined by bounded queues: a decode thread; a face
+thread doing batched detection, selection, tracking and alignment; and the caller's thread, which
+receives one :class:`FrameResult` per sampled frame, in frame order (frames without a face
+included), and can store it while the next frames are decoded and detected.
 
 Detecting on every k-th frame (``detect_every``, videos and frame folders): frames at sampled
 positions 0, k, 2k, ... and the last frame are *keyframes*, detected in batches. Between two
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -155,24 +156,29 @@ def make_face_detector(options: FaceOptions) -> FaceDetector:
 
 
 # ----------------------------------------------------------------------------------------------
-# decode thread
+# threads
 
 _END = object()
 
 
-class _DecodeThread(threading.Thread):
-    """Decodes frames into a bounded queue; errors travel through the queue to the consumer."""
+class _Stage(threading.Thread):
+    """A daemon thread running ``produce(put)``, which fills a bounded queue.
 
-    def __init__(self, source: MediaSource, options: FaceOptions, start_frame: int, maxsize: int) -> None:
-        super().__init__(name=f"aucli-decode-{source.key}", daemon=True)
-        self.source, self.options, self.start_frame = source, options, start_frame
-        self.frames: queue.Queue = queue.Queue(maxsize=maxsize)
+    ``put(item)`` returns False once the stage is stopped (the producer should then return). An
+    error raised by ``produce`` travels through the queue after the items produced before it, and
+    the consumer re-raises it.
+    """
+
+    def __init__(self, name: str, maxsize: int, produce: Callable[[Callable[[object], bool]], None]) -> None:
+        super().__init__(name=name, daemon=True)
+        self.items: queue.Queue = queue.Queue(maxsize=maxsize)
         self.stopped = threading.Event()
+        self._produce = produce
 
-    def _put(self, item) -> bool:
+    def put(self, item: object) -> bool:
         while not self.stopped.is_set():
             try:
-                self.frames.put(item, timeout=0.1)
+                self.items.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
@@ -180,22 +186,75 @@ class _DecodeThread(threading.Thread):
 
     def run(self) -> None:
         try:
-            for frame in iter_frames(self.source, every=self.options.every, fps=self.options.fps, start=self.start_frame):
-                if not self._put(frame):
-                    return
+            self._produce(self.put)
         except BaseException as error:  # handed to the consumer, which re-raises it
-            self._put(error)
+            self.put(error)
             return
-        self._put(_END)
+        self.put(_END)
 
-    def __iter__(self) -> Iterator[Frame]:
-        while True:
-            item = self.frames.get()
+    def drain(self, cancelled: threading.Event | None = None) -> Iterator:
+        """The items in order until the end; returns early once ``cancelled`` is set."""
+        while cancelled is None or not cancelled.is_set():
+            try:
+                item = self.items.get(timeout=0.1)
+            except queue.Empty:
+                continue
             if item is _END:
                 return
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+
+def _decode_stage(source: MediaSource, options: FaceOptions, start_frame: int, maxsize: int) -> _Stage:
+    """Stage 1: the sampled frames of one source."""
+
+    def produce(put: Callable[[object], bool]) -> None:
+        for frame in iter_frames(source, every=options.every, fps=options.fps, start=start_frame):
+            if not put(frame):
+                return
+
+    return _Stage(f"aucli-decode-{source.key}", maxsize, produce)
+
+
+def _face_stage(decoder: _Stage, extractor: _Extractor, window_keys: int, maxsize: int) -> _Stage:
+    """Stage 2: windows of frames ending on a keyframe -> detection, carrying, tracking and
+    alignment -> one FrameResult per frame, in order."""
+    every = extractor.detect_every
+
+    def produce(put: Callable[[object], bool]) -> None:
+        buffer: list[Frame] = []
+        flags: list[bool] = []
+        previous_key: tuple[Frame, Detections] | None = None
+        failure: BaseException | None = None
+        frames = decoder.drain(stage.stopped)
+        position = 0
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except Exception as error:  # MediaError: first finish the frames decoded before it
+                failure = error
+                break
+            buffer.append(frame)
+            flags.append(position % every == 0)
+            position += 1
+            if flags[-1] and sum(flags) >= window_keys:
+                rows, previous_key = extractor.window(buffer, flags, previous_key)
+                if not all(put(extractor.emit(*row)) for row in rows):
+                    return
+                buffer, flags = [], []
+        if buffer:
+            flags[-1] = True  # the last frame is always a keyframe
+            rows, previous_key = extractor.window(buffer, flags, previous_key)
+            if not all(put(extractor.emit(*row)) for row in rows):
+                return
+        if failure is not None:
+            raise failure
+
+    stage = _Stage(decoder.name.replace("decode", "faces"), maxsize, produce)
+    return stage
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,40 +407,15 @@ def extract_faces(
         detector = make_face_detector(options)
     sequence = source.kind in ("video", "frames") and detector.name != "none"
     detect_every = options.detect_every if sequence else 1
-    extractor = _Extractor(detector, options, detect_every)
-    window_keys = options.batch_size
-    decoder = _DecodeThread(source, options, start_frame, maxsize=max(2 * window_keys * detect_every, 16))
+    window_frames = options.batch_size * detect_every
+    decoder = _decode_stage(source, options, start_frame, maxsize=max(2 * window_frames, 16))
+    faces = _face_stage(decoder, _Extractor(detector, options, detect_every), options.batch_size, maxsize=max(window_frames, 16))
     decoder.start()
+    faces.start()
     try:
-        buffer: list[Frame] = []
-        flags: list[bool] = []
-        position = 0
-        previous_key: tuple[Frame, Detections] | None = None
-        failure: BaseException | None = None
-        frames = iter(decoder)
-        while True:
-            try:
-                frame = next(frames)
-            except StopIteration:
-                break
-            except Exception as error:  # MediaError: first finish the frames decoded before it
-                failure = error
-                break
-            buffer.append(frame)
-            flags.append(position % detect_every == 0)
-            position += 1
-            if sum(flags) >= window_keys and flags[-1]:
-                rows, previous_key = extractor.window(buffer, flags, previous_key)
-                for row in rows:
-                    yield extractor.emit(*row)
-                buffer, flags = [], []
-        if buffer:
-            flags[-1] = True  # the last frame is always a keyframe
-            rows, previous_key = extractor.window(buffer, flags, previous_key)
-            for row in rows:
-                yield extractor.emit(*row)
-        if failure is not None:
-            raise failure
+        yield from faces.drain()
     finally:
+        faces.stopped.set()
         decoder.stopped.set()
-        decoder.join(timeout=5)
+        faces.join(timeout=10)
+        decoder.join(timeout=10)
