@@ -225,6 +225,8 @@ def check_output_path(path: str | Path) -> Path:
     if path.is_dir():
         raise StoreError(f"{path}: is a folder; give a file name for the store, e.g. {path / 'corpus.h5'}")
     parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise StoreError(f"cannot write {path}: {parent} is not a folder")
     if not parent.is_dir():
         raise StoreError(f"cannot write {path}: folder {parent} does not exist; create it first")
     if path.exists():
