@@ -342,9 +342,9 @@ def write_label_table(store: CorpusStore, table: LabelTable, name: str, *, track
             + f"; check --label-format {format} and the frame numbering (see `aucli labels import --help`)"
         )
     notes = []
-    for j, au in enumerate(table.au_names):
-        if not any((rec.occurrence[:, j] >= 0).any() for rec in table.recordings):
-            notes.append(f"{au}: not coded in the files (unknown everywhere)")
+    uncoded = [au for j, au in enumerate(table.au_names) if not any((rec.occurrence[:, j] >= 0).any() for rec in table.recordings)]
+    if uncoded:
+        notes.append(f"{', '.join(uncoded)}: not coded in the files (unknown everywhere)")
     if table.details.get("rows_of_other_faces"):
         notes.append(f"{table.details['rows_of_other_faces']} row(s) of other faces (face_id > lowest) were ignored")
     attrs = {

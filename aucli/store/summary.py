@@ -114,7 +114,8 @@ def render_label_sets(label_sets: list[dict[str, Any]]) -> None:
         sets.add_column(column, justify=justify)  # type: ignore[arg-type]
     for item in label_sets:
         sets.add_row(
-            item["name"], item["format"], str(len(item["au_names"])), str(item["labelled_faces"]), "yes" if item["has_intensity"] else "", item["created_at"]
+            item["name"], item["format"], str(len(item["au_names"])), str(item["labelled_faces"]), "yes" if item["has_intensity"] else "",
+            str(item["created_at"])[:16].replace("T", " "),
         )
     console.print(sets)
     from aucli.aus import au_number
