@@ -1,0 +1,567 @@
+"""``make_corpus``: a synthetic AU corpus with exact ground truth, in the layout of a real one.
+
+Layouts (``CorpusConfig.layout``):
+
+- ``bp4d``: subjects F001, M011, ... (official BP4D ids, balanced over the official folds), one
+  recording per subject and task (T1..T8): ``videos/F001_T1.mp4`` (or, with ``frame_folders``,
+  BP4D-style ``BP4D/F001/T1/2440.jpg`` numbered from a random start as BP4D's coded segments are)
+  and ``BP4D/AUCoding/AU_OCC/F001_T1.csv``.
+- ``disfa``: subjects SN002, SN013, ... (official DISFA ids), one recording per subject walking
+  through the tasks: ``DISFA/Videos_LeftCamera/LeftVideoSN001_comp.mp4`` and
+  ``DISFA/ActionUnit_Labels/SN001/SN001_au1.txt`` ... (every rendered AU).
+- ``casme2`` (``--micro``): subjects sub01, ..., clips of neutral face with one micro-expression
+  each: ``CASME2/CASME2_RAW/sub01/EP01_01/img46.jpg`` and ``CASME2/CASME2-coding.csv``.
+
+Always: ``manifest.json`` (configuration, subjects with identity parameters and protocol
+partition, recordings with their files, events and noise events, statistics), ``groundtruth.npz``
+(per frame: continuous intensity per side, clean and noisy levels, noise reason, pose, landmarks,
+face box, occlusion, ...) and ``noise_log.csv`` (every changed label). See :class:`CorpusManifest`.
+
+Each recording is committed on its own (``parts/<id>.json`` written last), so an interrupted run
+resumes where it stopped; the same configuration and seed give byte-identical label files,
+manifest and ground truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from aucli import __version__
+from aucli.aus import au_name
+from aucli.errors import UsageError
+from aucli.protocols import BP4D_PARTITIONS, DISFA_PARTITIONS, balanced_partitions
+from aucli.synth.events import TARGET_RATES, TASKS, MicroEvent, TimelineModel, extract_events, sample_micro_clip
+from aucli.synth.facs import SYNTH_AUS
+from aucli.synth.identity import Identity, sample_identity, subject_ids
+from aucli.synth.noise import REASONS, NoiseMix, inject_noise
+
+__all__ = ["CorpusConfig", "CorpusManifest", "RecordingPlan", "make_corpus", "plan_recordings", "subject_identity", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+Layout = Literal["bp4d", "disfa", "casme2"]
+_DEFAULT_FRAMES = {"bp4d": 250, "disfa": 1000, "casme2": 40}
+#: Supersampling of the face canvas relative to the frame.
+SUPERSAMPLE = 1.25
+
+
+@dataclass
+class CorpusConfig:
+    """What to make. ``frames`` is per recording (BP4D: per task; DISFA: per subject; CASME II: per clip)."""
+
+    out: Path
+    subjects: int = 24
+    seed: int = 0
+    layout: Layout = "bp4d"
+    tasks: tuple[str, ...] = tuple(TASKS)
+    frames: int | None = None
+    clips: int = 4
+    size: int = 224
+    fps: float = 25.0
+    noise: str = "none"
+    frame_folders: bool = False
+    occlusion: float = 0.25
+    pose_scale: float = 1.0
+    crf: int = 18
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.tasks = tuple(self.tasks)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames if self.frames is not None else _DEFAULT_FRAMES[self.layout])
+
+    def validate(self) -> NoiseMix:
+        """Check every field; returns the parsed noise mix. Raises UsageError."""
+        if self.layout not in _DEFAULT_FRAMES:
+            raise UsageError(f"unknown layout {self.layout!r}; choose bp4d, disfa or casme2")
+        if self.subjects < 1:
+            raise UsageError(f"--subjects must be at least 1, got {self.subjects}")
+        if self.size < 64 or self.size % 2:
+            raise UsageError(f"--size must be an even number of pixels, at least 64, got {self.size}")
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown or not self.tasks:
+            raise UsageError(f"unknown task(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(TASKS)}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise UsageError(f"--tasks names a task twice: {', '.join(self.tasks)}")
+        minimum = 20 if self.layout == "casme2" else 2
+        if self.n_frames < minimum:
+            raise UsageError(f"--frames must be at least {minimum} for the {self.layout} layout, got {self.n_frames}")
+        if self.clips < 1:
+            raise UsageError(f"--clips must be at least 1, got {self.clips}")
+        if not 1.0 <= self.fps <= 240.0:
+            raise UsageError(f"--fps must be between 1 and 240, got {self.fps}")
+        if not 0.0 <= self.occlusion <= 1.0:
+            raise UsageError(f"occlusion rate must be between 0 and 1, got {self.occlusion}")
+        if self.workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {self.workers}")
+        if self.frame_folders and self.layout != "bp4d":
+            raise UsageError("--frame-folders applies to the bp4d layout (casme2 always writes frame folders, disfa videos)")
+        return NoiseMix.parse(self.noise)
+
+    def settings(self) -> dict[str, Any]:
+        """Everything that changes the output (not ``out`` nor ``workers``), JSON-ready."""
+        d = dataclasses.asdict(self)
+        d.pop("out")
+        d.pop("workers")
+        d["tasks"] = list(self.tasks)
+        d["frames"] = self.n_frames
+        d["noise"] = NoiseMix.parse(self.noise).to_spec()
+        if self.layout != "casme2":
+            d.pop("clips")
+        return d
+
+    def fingerprint(self) -> str:
+        payload = json.dumps({"settings": self.settings(), "schema": SCHEMA_VERSION, "version": __version__}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RecordingPlan:
+    """One recording to render: who, what, and where its files go (paths relative to ``out``)."""
+
+    index: int
+    id: str
+    subject_index: int
+    subject: str
+    recording: str  # task (T1), clip (EP01_01) or the DISFA stem
+    tasks: tuple[str, ...]
+    local_index: int  # recording number within the subject
+    media: str
+    media_kind: Literal["video", "frames"]
+    labels: tuple[str, ...]
+
+
+def _subject_style(layout: Layout) -> Literal["bp4d", "disfa", "casme2"]:
+    return layout
+
+
+def plan_recordings(config: CorpusConfig) -> list[RecordingPlan]:
+    """The recordings of a corpus, in manifest order."""
+    ids = subject_ids(config.subjects, style=_subject_style(config.layout))
+    plans: list[RecordingPlan] = []
+    for s, subject in enumerate(ids):
+        if config.layout == "bp4d":
+            for k, task in enumerate(config.tasks):
+                rid = f"{subject}_{task}"
+                media = f"BP4D/{subject}/{task}" if config.frame_folders else f"videos/{rid}.mp4"
+                kind: Literal["video", "frames"] = "frames" if config.frame_folders else "video"
+                plans.append(RecordingPlan(len(plans), rid, s, subject, task, (task,), k, media, kind, (f"BP4D/AUCoding/AU_OCC/{rid}.csv",)))
+        elif config.layout == "disfa":
+            labels = tuple(f"DISFA/ActionUnit_Labels/{subject}/{subject}_au{au}.txt" for au in SYNTH_AUS)
+            stem = f"LeftVideo{subject}_comp"
+            plans.append(RecordingPlan(len(plans), subject, s, subject, stem, config.tasks, 0, f"DISFA/Videos_LeftCamera/{stem}.mp4", "video", labels))
+        else:
+            for c in range(config.clips):
+                clip = f"EP{c + 1:02d}_01"
+                plans.append(RecordingPlan(len(plans), f"{subject}_{clip}", s, subject, clip, (), c, f"CASME2/CASME2_RAW/{subject}/{clip}", "frames", ("CASME2/CASME2-coding.csv",)))
+    return plans
+
+
+def _partitions(config: CorpusConfig, ids: Sequence[str]) -> tuple[list[list[str]], str]:
+    official = {"bp4d": BP4D_PARTITIONS, "disfa": DISFA_PARTITIONS}.get(config.layout)
+    if official is not None and set(ids) <= {s for p in official for s in p}:
+        return [[s for s in p if s in ids] for p in official], f"{config.layout} official 3-fold partitions"
+    if len(ids) >= 3:
+        return [list(p) for p in balanced_partitions(ids, 3, seed=config.seed)], "balanced 3-fold partitions (aucli.protocols.balanced_partitions)"
+    return [list(ids)], "too few subjects for folds"
+
+
+def subject_identity(seed: int, subject_index: int, subject: str) -> Identity:
+    """The identity of subject number ``subject_index`` of a corpus made with ``seed``."""
+    return sample_identity(np.random.default_rng([seed, 0, subject_index]), subject)
+
+
+@lru_cache(maxsize=4)
+def _face(seed: int, subject_index: int, subject: str, r: float):
+    from aucli.synth.face import FaceModel
+    from aucli.synth.render import FaceRenderer
+
+    return FaceRenderer(FaceModel(subject_identity(seed, subject_index, subject), r))
+
+
+@lru_cache(maxsize=4)
+def _timeline_model(tasks: tuple[str, ...], fps: float) -> TimelineModel:
+    return TimelineModel(tasks, fps=fps)
+
+
+def _render_recording(settings: dict[str, Any], out: str, plan: RecordingPlan, fingerprint: str) -> dict[str, Any]:
+    """Render one recording, write its media, label files and part files; return its part record."""
+    from aucli.synth.render import Framing
+    from aucli.synth.scene import compose_frame, sample_nuisance, sample_scene
+    from aucli.synth.writers import FrameFolderWriter, VideoWriter, atomic_write_text, bp4d_csv, disfa_files, write_json, write_npz
+
+    root = Path(out)
+    seed, size, fps, layout = settings["seed"], settings["size"], settings["fps"], settings["layout"]
+    n = settings["frames"]
+    mix = NoiseMix.parse(settings["noise"])
+    identity = subject_identity(seed, plan.subject_index, plan.subject)
+    streams = np.random.SeedSequence([seed, 2, plan.subject_index, plan.local_index]).spawn(4)
+    rng_time, rng_nuisance, rng_scene, rng_noise = (np.random.default_rng(s) for s in streams)
+    micro: MicroEvent | None = None
+    if layout == "casme2":
+        timeline, micro = sample_micro_clip(rng_time, n, fps=fps)
+    else:
+        model = _timeline_model(tuple(settings["tasks"]), fps)
+        effects = model.subject_effects(np.random.default_rng([seed, 1, plan.subject_index]))
+        tasks = list(plan.tasks)
+        if len(tasks) > 1:
+            tasks = [tasks[i] for i in rng_time.permutation(len(tasks))]
+        timeline = model.sample(rng_time, n, tasks if len(tasks) > 1 else tasks[0], effects, expressivity=identity.expressivity)
+    still = layout == "casme2"  # CASME II participants were asked to keep still
+    nuisance = sample_nuisance(
+        rng_nuisance, n, identity, fps=fps, size=size,
+        occlusion_rate=0.0 if still else settings["occlusion"], pose_scale=0.3 * settings["pose_scale"] if still else settings["pose_scale"],
+    )  # fmt: skip
+    scene = sample_scene(rng_scene, identity, size)
+    if plan.media_kind == "frames":
+        first = int(rng_scene.integers(1, 300)) if layout == "casme2" else int(rng_scene.integers(1, 2000))
+    else:
+        first = 0
+    renderer = _face(seed, plan.subject_index, plan.subject, Framing.video(size).px_per_unit * SUPERSAMPLE)
+    noise = inject_noise(timeline.levels, mix, rng_noise, fps=fps)
+    media_path = root / plan.media
+    writer: Any
+    if plan.media_kind == "video":
+        writer = VideoWriter(media_path, size, fps, crf=settings["crf"])
+    else:
+        writer = FrameFolderWriter(media_path, prefix="img" if layout == "casme2" else "", first_number=first)
+    landmarks = np.zeros((n, 5, 2), np.float32)
+    boxes = np.zeros((n, 4), np.float32)
+    occluded = np.zeros(n, np.float32)
+    digest = hashlib.sha256()
+    try:
+        for t in range(n):
+            frame, truth = compose_frame(renderer, scene, nuisance, t, timeline.intensity[t])
+            writer.write(frame)
+            digest.update(frame.tobytes())
+            landmarks[t] = truth.landmarks
+            boxes[t] = truth.box
+            occluded[t] = truth.occluded
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    frame_numbers = np.arange(first, first + n, dtype=np.int64)
+    sheet_row = None
+    if layout == "bp4d":
+        atomic_write_text(root / plan.labels[0], bp4d_csv(noise.levels, frame_numbers, SYNTH_AUS))
+    elif layout == "disfa":
+        for name, text in disfa_files(noise.levels, SYNTH_AUS, plan.subject).items():
+            atomic_write_text(root / f"DISFA/ActionUnit_Labels/{plan.subject}/{name}", text)
+    else:
+        assert micro is not None
+        sheet_row = _casme2_row(plan, micro, timeline.levels, noise.levels, first, mix, rng_noise)
+    arrays = {
+        "intensity": timeline.intensity,
+        "levels": timeline.levels,
+        "noisy_levels": noise.levels,
+        "noise_reason": noise.reason,
+        "factors": timeline.factors,
+        "landmarks": landmarks,
+        "face_box": boxes,
+        "occluded": occluded,
+        "frame_number": frame_numbers,
+        **nuisance.arrays(),
+    }
+    part_dir = root / "parts"
+    write_npz(part_dir / f"{plan.id}.npz", arrays)
+    nominal = np.max(timeline.intensity, axis=2)
+    record = {
+        "id": plan.id,
+        "subject": plan.subject,
+        "recording": plan.recording,
+        "tasks": list(plan.tasks),
+        "media": plan.media,
+        "media_kind": plan.media_kind,
+        "labels": list(plan.labels),
+        "n_frames": n,
+        "first_frame_number": first,
+        "pixels_sha256": digest.hexdigest(),
+        "events": [e.to_dict() for e in extract_events(timeline.levels, nominal)],
+        "noise_events": noise.events,
+        "micro": micro.to_dict() if micro is not None else None,
+        "casme2_row": sheet_row,
+        "fingerprint": fingerprint,
+    }
+    write_json(part_dir / f"{plan.id}.json", record)
+    return record
+
+
+def _casme2_row(plan: RecordingPlan, micro: MicroEvent, clean: np.ndarray, noisy: np.ndarray, first: int, mix: NoiseMix, rng: np.random.Generator) -> dict[str, Any] | None:
+    """The clip's coding-sheet row from the noisy labels (None when the coder missed it entirely)."""
+    from aucli.synth.noise import CONFUSION_PAIRS
+
+    partner = {a: b for a, b in CONFUSION_PAIRS} | {b: a for a, b in CONFUSION_PAIRS}
+    lo, hi = max(micro.onset - 3, 0), min(micro.offset + 4, clean.shape[0])
+    codes = []
+    for au, side in micro.aus:
+        for candidate in (au, partner.get(au)):
+            if candidate is None:
+                continue
+            k = SYNTH_AUS.index(candidate)
+            if (noisy[lo:hi, k] >= 1).any():
+                code = f"{side or ''}{candidate}"
+                if code not in codes:
+                    codes.append(code)
+    if not codes:
+        return None
+    clean_rows = np.nonzero((clean[lo:hi] >= 1).any(axis=1))[0]
+    noisy_rows = np.nonzero((noisy[lo:hi] >= 1).any(axis=1))[0]
+    onset, offset = micro.onset, micro.offset
+    if clean_rows.size and noisy_rows.size:
+        onset = max(onset + int(noisy_rows[0] - clean_rows[0]), 0)
+        offset = max(offset + int(noisy_rows[-1] - clean_rows[-1]), onset)
+    apex = min(max(micro.apex, onset), offset)
+    apex_text = "/" if rng.random() < mix.noapex else str(first + apex)
+    return {
+        "Subject": plan.subject[3:],
+        "Filename": plan.recording,
+        "OnsetFrame": first + onset,
+        "ApexFrame": apex_text,
+        "OffsetFrame": first + offset,
+        "Action Units": "+".join(codes),
+        "Estimated Emotion": micro.emotion,
+    }
+
+
+@dataclass
+class CorpusManifest:
+    """A corpus on disk: ``manifest.json`` as ``data`` and lazily ``groundtruth.npz`` arrays.
+
+    ``data`` keys: ``format``, ``schema_version``, ``aucli_version``, ``settings``, ``fingerprint``,
+    ``aus``, ``layout``, ``fps``, ``size``, ``label_format``, ``subjects`` (id, sex, partition,
+    identity), ``protocol``, ``recordings`` (id, subject, recording, tasks, media, media_kind,
+    labels, n_frames, first_frame_number, rows [start, stop) in the arrays, pixels_sha256, events,
+    noise_events, micro), ``statistics``, ``noise``, ``files``.
+
+    Ground-truth arrays (rows = frames of all recordings in manifest order): ``recording`` (n,),
+    ``frame`` (n,) 0-based index in its recording, ``frame_number`` (n,) the label files' frame
+    number, ``intensity`` (n, n_aus, 2) float32 per side (subject's right, left), ``levels`` (n,
+    n_aus) clean FACS level 0-5, ``noisy_levels`` (n, n_aus) as written to the label files (-1
+    uncoded), ``noise_reason`` (n, n_aus) index into ``data["noise"]["reasons"]``, ``factors``
+    (n, 6), ``pose`` (n, 3) yaw/pitch/roll degrees, ``translation`` (n, 3) dx/dy/scale,
+    ``gaze`` (n, 2), ``blink`` (n,), ``occluder`` (n, 6), ``occluded`` (n,) fraction of the face
+    box, ``landmarks`` (n, 5, 2) frame pixels (ArcFace order), ``face_box`` (n, 4) x1 y1 x2 y2.
+    """
+
+    root: Path
+    data: dict[str, Any]
+    _arrays: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    #: seconds spent rendering in the make_corpus call that returned this manifest (0 when loaded)
+    render_seconds: float = 0.0
+
+    @classmethod
+    def load(cls, root: str | Path) -> CorpusManifest:
+        root = Path(root)
+        path = root / "manifest.json"
+        if not path.is_file():
+            raise UsageError(f"{root} holds no synthetic corpus (no manifest.json); make one with `aucli synth --out {root}`")
+        return cls(root, json.loads(path.read_text(encoding="utf-8")))
+
+    @property
+    def aus(self) -> list[str]:
+        return list(self.data["aus"])
+
+    @property
+    def recordings(self) -> list[dict[str, Any]]:
+        return list(self.data["recordings"])
+
+    @property
+    def subjects(self) -> list[dict[str, Any]]:
+        return list(self.data["subjects"])
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            from aucli.synth.writers import read_npz
+
+            self._arrays = read_npz(self.root / self.data["files"]["groundtruth"])
+        return self._arrays
+
+    def label_paths(self) -> list[Path]:
+        """Every label file of the corpus (absolute), without duplicates."""
+        seen = dict.fromkeys(p for r in self.recordings for p in r["labels"])
+        return [self.root / p for p in seen]
+
+    def media_paths(self) -> list[Path]:
+        return [self.root / r["media"] for r in self.recordings]
+
+
+def _statistics(levels: np.ndarray, noisy: np.ndarray) -> dict[str, Any]:
+    present = levels >= 1
+    noisy_present = noisy >= 1
+    known = noisy >= 0
+    col = {au: k for k, au in enumerate(SYNTH_AUS)}
+
+    def conditional(a: int, b: int) -> float | None:
+        given = present[:, col[a]]
+        return round(float(present[given, col[b]].mean()), 4) if given.any() else None
+
+    pairs = [(6, 12), (1, 2), (4, 7), (17, 24), (12, 6), (2, 1), (23, 24), (25, 26)]
+    return {
+        "frames": int(levels.shape[0]),
+        "occurrence": {au_name(au): round(float(present[:, k].mean()), 4) for au, k in col.items()},
+        "occurrence_noisy": {
+            au_name(au): round(float(noisy_present[known[:, k], k].mean()), 4) if known[:, k].any() else None for au, k in col.items()
+        },
+        "target": {au_name(au): TARGET_RATES[au] for au in SYNTH_AUS},
+        "conditional": {f"P(AU{b}|AU{a})": conditional(a, b) for a, b in pairs},
+    }
+
+
+def _prepare_out(config: CorpusConfig, overwrite: bool) -> None:
+    out = config.out
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder")
+    manifest = out / "manifest.json"
+    parts = out / "parts"
+    existing = None
+    if manifest.is_file():
+        existing = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
+    elif parts.is_dir():
+        fingerprints = {json.loads(p.read_text(encoding="utf-8")).get("fingerprint") for p in sorted(parts.glob("*.json"))[:1]}
+        existing = next(iter(fingerprints), None)
+    if existing is not None and existing != config.fingerprint():
+        if not overwrite:
+            raise UsageError(
+                f"{out} holds a corpus made with other settings; use another --out, the same settings to resume, or --overwrite"
+            )
+        for name in ("manifest.json", "groundtruth.npz", "noise_log.csv", "parts", "videos", "BP4D", "DISFA", "CASME2"):
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+
+
+def make_corpus(
+    config: CorpusConfig,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> CorpusManifest:
+    """Render the corpus described by ``config`` into ``config.out`` and return its manifest.
+
+    Resumes an interrupted run with the same settings (recordings already committed are kept);
+    refuses a folder holding another corpus unless ``overwrite`` (which removes only the corpus's
+    own files). ``progress(done, total)`` is called after each recording.
+    """
+    from aucli.synth.writers import atomic_write_text, casme2_sheet, read_npz, write_json, write_npz
+
+    mix = config.validate()
+    _prepare_out(config, overwrite)
+    config.out.mkdir(parents=True, exist_ok=True)
+    settings = config.settings()
+    fingerprint = config.fingerprint()
+    plans = plan_recordings(config)
+    records: dict[str, dict[str, Any]] = {}
+    todo: list[RecordingPlan] = []
+    for plan in plans:
+        part = config.out / "parts" / f"{plan.id}.json"
+        media = config.out / plan.media
+        if part.is_file() and media.exists():
+            record = json.loads(part.read_text(encoding="utf-8"))
+            if record.get("fingerprint") == fingerprint and all((config.out / p).exists() for p in record["labels"] if not p.endswith("coding.csv")):
+                records[plan.id] = record
+                continue
+        todo.append(plan)
+    started = time.perf_counter()
+    done = len(records)
+    if progress:
+        progress(done, len(plans))
+    if config.workers > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=config.workers) as pool:
+            futures = [pool.submit(_render_recording, settings, str(config.out), plan, fingerprint) for plan in todo]
+            for plan, future in zip(todo, futures):
+                records[plan.id] = future.result()
+                done += 1
+                if progress:
+                    progress(done, len(plans))
+    else:
+        for plan in todo:
+            records[plan.id] = _render_recording(settings, str(config.out), plan, fingerprint)
+            done += 1
+            if progress:
+                progress(done, len(plans))
+    render_seconds = time.perf_counter() - started
+
+    # assemble ground truth, ledger, sheet and manifest from the parts
+    chunks: dict[str, list[np.ndarray]] = {}
+    recordings = []
+    log_lines = ["recording,frame,frame_number,au,clean,noisy,reason"]
+    rows = 0
+    sheet_rows = []
+    for index, plan in enumerate(plans):
+        record = dict(records[plan.id])
+        part = read_npz(config.out / "parts" / f"{plan.id}.npz")
+        n = int(record["n_frames"])
+        part["recording"] = np.full(n, index, np.int32)
+        part["frame"] = np.arange(n, dtype=np.int32)
+        for key, value in part.items():
+            chunks.setdefault(key, []).append(value)
+        clean, noisy, reason = part["levels"], part["noisy_levels"], part["noise_reason"]
+        frames, cols = np.nonzero(clean != noisy)
+        for f, c in zip(frames, cols):
+            log_lines.append(f"{plan.id},{f},{part['frame_number'][f]},{au_name(SYNTH_AUS[c])},{clean[f, c]},{noisy[f, c]},{REASONS[reason[f, c]]}")
+        if record.get("casme2_row"):
+            sheet_rows.append(record["casme2_row"])
+        record.pop("fingerprint", None)
+        record.pop("casme2_row", None)
+        record["rows"] = [rows, rows + n]
+        rows += n
+        recordings.append(record)
+    arrays = {k: np.concatenate(v) for k, v in chunks.items()}
+    write_npz(config.out / "groundtruth.npz", arrays)
+    atomic_write_text(config.out / "noise_log.csv", "\n".join(log_lines) + "\n")
+    if config.layout == "casme2":
+        atomic_write_text(config.out / "CASME2" / "CASME2-coding.csv", casme2_sheet(sheet_rows))
+    ids = subject_ids(config.subjects, style=_subject_style(config.layout))
+    partitions, protocol_source = _partitions(config, ids)
+    partition_of = {s: k for k, p in enumerate(partitions) for s in p}
+    subjects = []
+    for s, subject in enumerate(ids):
+        identity = subject_identity(config.seed, s, subject)
+        subjects.append({"id": subject, "sex": identity.sex, "partition": partition_of.get(subject), "identity": identity.to_dict()})
+    changed = arrays["noisy_levels"] != arrays["levels"]
+    by_reason = {name: int((arrays["noise_reason"][changed] == k).sum()) for k, name in enumerate(REASONS) if k > 0}
+    data = {
+        "format": "aucli-synth",
+        "schema_version": SCHEMA_VERSION,
+        "aucli_version": __version__,
+        "settings": settings,
+        "fingerprint": fingerprint,
+        "layout": config.layout,
+        "label_format": config.layout,
+        "aus": [au_name(au) for au in SYNTH_AUS],
+        "fps": config.fps,
+        "size": config.size,
+        "conventions": {
+            "sides": "intensity[..., 0] is the subject's right (image left), [..., 1] the subject's left (CASME II R/L)",
+            "levels": "FACS level 0-5 (1 = A, trace .. 5 = E); occurrence (BP4D) is level >= 1, DISFA's convention is level >= 2",
+            "frame_number": "BP4D: the image number, or the 0-based video frame index for videos; DISFA: line k is video frame k-1; CASME II: the image number",
+            "landmarks": "frame pixels, pixel centres at integers; image-left eye, image-right eye, nose tip, image-left and image-right mouth corner",
+            "pose": "degrees; yaw > 0 turns the face towards the image right, pitch > 0 lifts the chin, roll > 0 is clockwise",
+        },
+        "protocol": {"source": protocol_source, "partitions": partitions},
+        "subjects": subjects,
+        "recordings": recordings,
+        "statistics": _statistics(arrays["levels"], arrays["noisy_levels"]),
+        "noise": {"mix": mix.to_spec(), "changed_labels": int(changed.sum()), "by_reason": by_reason, "reasons": list(REASONS)},
+        "files": {"groundtruth": "groundtruth.npz", "noise_log": "noise_log.csv"},
+    }
+    write_json(config.out / "manifest.json", data)
+    return CorpusManifest(config.out, data, arrays, render_seconds)
