@@ -129,6 +129,8 @@ def _session_options(threads: int | None):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # no busy-waiting between runs: the decode thread and the caller need the cores meanwhile
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 

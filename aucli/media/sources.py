@@ -129,7 +129,7 @@ def _own_name(path: Path, kind: str) -> str:
 
 def _subject_recording(path: Path, kind: str, pattern: re.Pattern | None) -> tuple[str, str] | None:
     """(subject, recording) from the path, or None when a user pattern does not match."""
-    text = path.resolve().as_posix()
+    text = Path(os.path.abspath(path)).as_posix()  # as the user named it: symlinks not followed
     if pattern is not None:
         match = _last_match(pattern, text)
         if match is None or not match.group("subject"):
