@@ -115,7 +115,12 @@ def _stat(path: Path, kind: str) -> tuple[int, int]:
 def _expected_frames(source, options) -> int:
     """Frames the run will sample from a source (an estimate for videos without a frame count)."""
     from aucli.media.decode import probe
+    from aucli.media.sources import list_frame_files
 
+    if source.kind == "image":
+        return 1
+    if source.kind == "frames":
+        return int(math.ceil(len(list_frame_files(Path(source.path))) / options.every))
     try:
         info = probe(source)
     except AucliError:

@@ -17,7 +17,6 @@ from pathlib import Path
 import cv2
 import h5py
 import numpy as np
-import pytest
 from media_fixtures import (
     astronaut,
     background,
@@ -240,16 +239,17 @@ def test_compression_is_chosen_when_the_store_is_created(runner, tmp_path) -> No
 # each commit on stdout, so a test can interrupt it in the middle of a source.
 _SLOW_RUN = """
 import sys, time
-from aucli.store import store as module
-add_frame, append = module.SourceWriter.add_frame, module.CorpusStore._append_source
+from aucli.store import writer
+add_frame, commit = writer.SourceWriter.add_frame, writer.Appender.commit
 def slow(self, *args, **kwargs):
     time.sleep(0.012)
     return add_frame(self, *args, **kwargs)
-def announce(self, *args, **kwargs):
-    record = append(self, *args, **kwargs)
-    print("committed", record.key, flush=True)
-    return record
-module.SourceWriter.add_frame, module.CorpusStore._append_source = slow, announce
+def announce(self):
+    keys = [row["key"] for row in self.pending]
+    commit(self)
+    for key in keys:
+        print("committed", key, flush=True)
+writer.SourceWriter.add_frame, writer.Appender.commit = slow, announce
 from aucli.cli.main import cli
 cli(sys.argv[1:])
 """

@@ -248,3 +248,19 @@ def test_writing_is_not_the_bottleneck(tmp_path) -> None:
         writer.commit()
         seconds = time.perf_counter() - started
     assert seconds / 400 < 0.010, f"{seconds / 400 * 1000:.1f} ms per face"
+
+
+def test_short_sources_share_a_commit_and_reads_see_them(tmp_path, monkeypatch) -> None:
+    from aucli.store import writer
+
+    monkeypatch.setattr(writer, "COMMIT_INTERVAL", 60.0)
+    path = tmp_path / "images.h5"
+    with CorpusStore.create(path, crop_size=SIZE) as store:
+        for i in range(3):
+            add_source(store, f"p{i}.png", range(1), offset=i)
+        assert store.h5["sources"].attrs["n_rows"] == 0  # finished, waiting for a common commit
+        assert store.n_sources == 3 and store.h5["sources"].attrs["n_rows"] == 3  # a read commits them
+        add_source(store, "p3.png", range(1))
+        store.record_failure(info("p4.png"), "p4.png: not an image")
+    with open_store(path) as store:  # close() commits what waits
+        assert [s.status for s in store.sources()] == ["done"] * 4 + ["failed"] and store.n_faces == 4

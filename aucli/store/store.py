@@ -11,13 +11,12 @@ complete, so a half-written one never appears under its name.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,8 @@ from aucli.store.schema import (
     check_name,
     numpy_dtype,
 )
+from aucli.store.records import LabelSet, Run, SourceInfo, SourceRecord, utc_now, version_string
+from aucli.store.writer import Appender, SourceWriter
 
 __all__ = [
     "CorpusStore",
@@ -53,111 +54,7 @@ __all__ = [
     "open_store",
 ]
 
-#: Faces buffered in memory before one slab write (a slab is ``batch`` chunks in one call).
-WRITE_BATCH = 64
 _JSON_ATTRS = "json_attrs"
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _version() -> str:
-    from aucli import __version__
-
-    return f"aucli {__version__}"
-
-
-# ----------------------------------------------------------------------------------------------
-# records
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """What the store needs to know about an input before its faces are written."""
-
-    key: str
-    path: str
-    kind: str
-    subject: str
-    recording: str
-    size: int = 0
-    mtime_ns: int = 0
-    digest: str = ""
-
-
-@dataclass(frozen=True)
-class SourceRecord:
-    """One committed row of /sources (``index`` is its row number)."""
-
-    index: int
-    key: str
-    path: str
-    kind: str
-    subject: str
-    recording: str
-    size: int
-    mtime_ns: int
-    digest: str
-    status: str
-    n_frames: int
-    n_faces: int
-    row_start: int
-    row_stop: int
-    noface_start: int
-    noface_stop: int
-    message: str
-    processed_at: str
-
-    @property
-    def rows(self) -> range:
-        """Its face rows in /frames."""
-        return range(self.row_start, self.row_stop)
-
-
-@dataclass
-class LabelSet:
-    """A label set read from ``/labels/<name>``.
-
-    Attributes:
-        occurrence: (n_rows, n_aus) int8: 1 present, 0 absent, -1 unknown.
-        intensity: (n_rows, n_aus) float32 (NaN unknown) or None.
-        attrs: the set's attributes (format, files, threshold, created_at, ...).
-    """
-
-    name: str
-    au_names: list[str]
-    occurrence: np.ndarray
-    intensity: np.ndarray | None
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-    def known(self) -> np.ndarray:
-        """(n_aus,) number of rows with a known value per AU."""
-        return (self.occurrence >= 0).sum(axis=0)
-
-    def positives(self) -> np.ndarray:
-        """(n_aus,) number of rows labelled present per AU."""
-        return (self.occurrence == 1).sum(axis=0)
-
-    def rates(self) -> np.ndarray:
-        """(n_aus,) occurrence rate among known rows per AU (NaN where nothing is known)."""
-        known = self.known()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(known > 0, self.positives() / np.maximum(known, 1), np.nan)
-
-    def labelled_rows(self) -> np.ndarray:
-        """Rows with at least one known AU value."""
-        return np.flatnonzero((self.occurrence >= 0).any(axis=1))
-
-
-@dataclass
-class Run:
-    """A prediction or audit run read from ``/<kind>/<name>``: its datasets and attributes."""
-
-    kind: str
-    name: str
-    arrays: dict[str, np.ndarray]
-    attrs: dict[str, Any]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -287,6 +184,50 @@ def _check_marker(file, path: Path) -> None:
         )
 
 
+def committed_counts(file) -> tuple[int, int, int]:
+    """(sources, faces, noface rows) that are committed: published by /sources ``n_rows`` and
+    wholly present in the file."""
+    sources = file["sources"]
+    lengths = [sources[c.name].shape[0] for c in SOURCE_COLUMNS]
+    n_sources = min([int(sources.attrs.get("n_rows", 0)), *lengths])
+    row_stop = sources["row_stop"][:n_sources]
+    noface_stop = sources["noface_stop"][:n_sources]
+    face_len = min(file["frames"][c].shape[0] for c in ("image", *[c.name for c in FACE_COLUMNS]))
+    noface_len = min(file["noface"][c.name].shape[0] for c in NOFACE_COLUMNS)
+    # A flush cut short can publish sources whose rows did not all reach the file: drop them.
+    while n_sources and (row_stop[n_sources - 1] > face_len or noface_stop[n_sources - 1] > noface_len):
+        n_sources -= 1
+    n_faces = int(row_stop[:n_sources].max(initial=0))
+    n_noface = int(noface_stop[:n_sources].max(initial=0))
+    return n_sources, n_faces, n_noface
+
+
+def _recover(file) -> None:
+    """Drop rows past the committed counts and half-written groups (before a writable open)."""
+    n_sources, n_faces, n_noface = committed_counts(file)
+    changed = False
+    for group, n, columns in (
+        ("sources", n_sources, [c.name for c in SOURCE_COLUMNS]),
+        ("frames", n_faces, ["image", *[c.name for c in FACE_COLUMNS]]),
+        ("noface", n_noface, [c.name for c in NOFACE_COLUMNS]),
+    ):
+        for name in columns:
+            dataset = file[group][name]
+            if dataset.shape[0] != n:
+                dataset.resize(n, axis=0)
+                changed = True
+    if int(file["sources"].attrs.get("n_rows", 0)) != n_sources:
+        file["sources"].attrs["n_rows"] = n_sources
+        changed = True
+    for collection in COLLECTIONS:
+        for name in list(file[collection]):
+            if name.startswith(PARTIAL_PREFIX):
+                del file[collection][name]
+                changed = True
+    if changed:
+        file.flush()
+
+
 def open_store(path: str | Path, mode: str = "r") -> CorpusStore:
     """Open an existing store: ``mode`` ``"r"`` (read) or ``"a"`` (read and write)."""
     return CorpusStore.open(path, mode)
@@ -308,7 +249,10 @@ class CorpusStore:
         self.path = path
         self.writable = writable
         self._writer: SourceWriter | None = None
+        self._appender: Appender | None = None
         self._load_counts()
+        if writable:
+            self._appender = Appender(self)
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -328,9 +272,9 @@ class CorpusStore:
         file = _open_h5(path, "r" if mode == "r" else "r+")
         try:
             _check_marker(file, path)
+            if mode == "a":
+                _recover(file)
             store = cls(file, path, writable=mode == "a")
-            if store.writable:
-                store._recover()
         except BaseException:
             file.close()
             raise
@@ -388,11 +332,16 @@ class CorpusStore:
         return store
 
     def close(self) -> None:
+        """Abort a source still being written, make finished ones durable, close the file."""
         if self._file is not None:
-            if self._writer is not None:
-                self._writer.abort()
-            self._file.close()
-            self._file = None
+            try:
+                if self._writer is not None:
+                    self._writer.abort()
+                if self._appender is not None:
+                    self._appender.commit()
+            finally:
+                self._file.close()
+                self._file = None
 
     def __enter__(self) -> CorpusStore:
         return self
@@ -413,44 +362,30 @@ class CorpusStore:
     # -- counts and recovery -----------------------------------------------------------------------
 
     def _load_counts(self) -> None:
-        f = self.h5
-        sources = f["sources"]
-        lengths = [sources[c.name].shape[0] for c in SOURCE_COLUMNS]
-        n_sources = min([int(sources.attrs.get("n_rows", 0)), *lengths])
-        stops = {name: sources[name][:n_sources] for name in ("row_stop", "noface_stop")} if n_sources else {}
-        face_len = min(f["frames"][c].shape[0] for c in ("image", *[c.name for c in FACE_COLUMNS]))
-        noface_len = min(f["noface"][c.name].shape[0] for c in NOFACE_COLUMNS)
-        # A flush cut short can publish a source whose rows did not all reach the file: drop it.
-        while n_sources and (stops["row_stop"][n_sources - 1] > face_len or stops["noface_stop"][n_sources - 1] > noface_len):
-            n_sources -= 1
-        self.n_sources = n_sources
-        self.n_faces = int(stops["row_stop"][:n_sources].max(initial=0)) if n_sources else 0
-        self.n_noface = int(stops["noface_stop"][:n_sources].max(initial=0)) if n_sources else 0
+        self._n_sources, self._n_faces, self._n_noface = committed_counts(self.h5)
 
-    def _recover(self) -> None:
-        """Drop rows past the committed counts and half-written groups (writable opens only)."""
-        f = self.h5
-        changed = False
-        for group, n, columns in (
-            ("sources", self.n_sources, [c.name for c in SOURCE_COLUMNS]),
-            ("frames", self.n_faces, ["image", *[c.name for c in FACE_COLUMNS]]),
-            ("noface", self.n_noface, [c.name for c in NOFACE_COLUMNS]),
-        ):
-            for name in columns:
-                dataset = f[group][name]
-                if dataset.shape[0] != n:
-                    dataset.resize(n, axis=0)
-                    changed = True
-        if int(f["sources"].attrs.get("n_rows", 0)) != self.n_sources:
-            f["sources"].attrs["n_rows"] = self.n_sources
-            changed = True
-        for collection in COLLECTIONS:
-            for name in list(f[collection]):
-                if name.startswith(PARTIAL_PREFIX):
-                    del f[collection][name]
-                    changed = True
-        if changed:
-            f.flush()
+    def _settle(self) -> None:
+        """Commit finished sources that wait for a common commit, so that reads see them."""
+        if self._appender is not None and self._appender.pending and self._file is not None:
+            self._appender.commit()
+
+    @property
+    def n_sources(self) -> int:
+        """Committed /sources rows (a retried source has several; see ``sources()``)."""
+        self._settle()
+        return self._n_sources
+
+    @property
+    def n_faces(self) -> int:
+        """Committed face rows."""
+        self._settle()
+        return self._n_faces
+
+    @property
+    def n_noface(self) -> int:
+        """Committed rows of sampled frames without a face."""
+        self._settle()
+        return self._n_noface
 
     def _require_writable(self) -> None:
         if not self.writable:
@@ -529,11 +464,12 @@ class CorpusStore:
         return None
 
     def record_failure(self, info: SourceInfo, message: str, *, n_frames: int = 0) -> SourceRecord:
-        """Commit a ``failed`` row for ``info``: nothing of it is stored; later runs retry it."""
+        """Record a ``failed`` source: nothing of it is stored; later runs may retry it."""
         self._require_writable()
         if self._writer is not None:
             raise StoreError("another source is being written; commit or abort it first")
-        return self._append_source(info, "failed", n_frames, self.n_faces, self.n_faces, self.n_noface, self.n_noface, message)
+        appender = self._appender
+        return appender.finish(info, "failed", n_frames, appender.next_face, appender.next_noface, message, time.monotonic())  # type: ignore[union-attr]
 
     def begin_source(self, info: SourceInfo) -> SourceWriter:
         """Start writing the faces of one source; ``commit()`` or ``abort()`` the writer."""
@@ -543,52 +479,10 @@ class CorpusStore:
         self._writer = SourceWriter(self, info)
         return self._writer
 
-    def _append_source(
-        self,
-        info: SourceInfo,
-        status: str,
-        n_frames: int,
-        row_start: int,
-        row_stop: int,
-        noface_start: int,
-        noface_stop: int,
-        message: str,
-    ) -> SourceRecord:
-        f = self.h5
-        group = f["sources"]
-        index = self.n_sources
-        values = {
-            "key": info.key,
-            "path": str(info.path),
-            "kind": info.kind,
-            "subject": info.subject,
-            "recording": info.recording,
-            "size": int(info.size),
-            "mtime_ns": int(info.mtime_ns),
-            "digest": info.digest,
-            "status": status,
-            "n_frames": int(n_frames),
-            "n_faces": int(row_stop - row_start),
-            "row_start": int(row_start),
-            "row_stop": int(row_stop),
-            "noface_start": int(noface_start),
-            "noface_stop": int(noface_stop),
-            "message": message,
-            "processed_at": _now(),
-        }
-        for column in SOURCE_COLUMNS:
-            dataset = group[column.name]
-            if dataset.shape[0] < index + 1:
-                dataset.resize(index + 1, axis=0)
-            dataset[index] = values[column.name]
-        # Two flushes: everything of the source reaches the file, then the attribute publishing it.
-        f.flush()
-        group.attrs["n_rows"] = index + 1
-        f.flush()
-        self.n_sources = index + 1
-        self.n_faces = int(row_stop) if status == "done" else self.n_faces
-        self.n_noface = int(noface_stop) if status == "done" else self.n_noface
-        return SourceRecord(index=index, **values)  # type: ignore[arg-type]
+    def commit(self) -> None:
+        """Make every finished source durable now (reads and ``close()`` do it too)."""
+        self._require_writable()
+        self._appender.commit()  # type: ignore[union-attr]
 
     # -- faces -------------------------------------------------------------------------------------
 
@@ -743,7 +637,7 @@ class CorpusStore:
             if intensity.shape != occurrence.shape:
                 raise UsageError(f"intensity has shape {intensity.shape}, expected {occurrence.shape}")
         meta = {"format": "", "files": [], **(attrs or {})}
-        meta.update(au_names=names, n_rows=self.n_faces, created_at=_now(), created_by=_version())
+        meta.update(au_names=names, n_rows=self.n_faces, created_at=utc_now(), created_by=version_string())
         with self._partial_group("labels", name) as group:
             chunks = (max(1, min(self.n_faces, 65536)), max(1, len(names)))
             group.create_dataset("occurrence", data=occurrence.astype(np.int8), chunks=chunks, maxshape=(None, len(names)))
@@ -794,7 +688,7 @@ class CorpusStore:
         check_name(name, "run name")
         if name in self.h5[kind]:
             raise StoreError(f"{kind} run {name!r} already exists in {self.path}; choose another name or delete it")
-        meta = {**(attrs or {}), "created_at": _now(), "created_by": _version(), "n_faces": self.n_faces}
+        meta = {**(attrs or {}), "created_at": utc_now(), "created_by": version_string(), "n_faces": self.n_faces}
         with self._partial_group(kind, name) as group:
             write_attrs(group, meta)
             yield group
@@ -890,137 +784,6 @@ class CorpusStore:
 
 
 # ----------------------------------------------------------------------------------------------
-# writing faces
-
-
-class SourceWriter:
-    """Appends the faces of one source; nothing is visible until ``commit()``.
-
-    Faces are buffered and written in slabs of ``WRITE_BATCH`` rows (one chunk per face).
-    """
-
-    def __init__(self, store: CorpusStore, info: SourceInfo) -> None:
-        self.store = store
-        self.info = info
-        self.row_start = store.n_faces
-        self.noface_start = store.n_noface
-        self.n_frames = 0
-        self.n_faces = 0
-        self._written = 0
-        self._noface_written = 0
-        size = store.crop_size
-        self._images = np.empty((WRITE_BATCH, size, size, 3), dtype=np.uint8)
-        self._meta: dict[str, list] = {c.name: [] for c in FACE_COLUMNS}
-        self._noface: dict[str, list] = {c.name: [] for c in NOFACE_COLUMNS}
-        self._source_index = store.n_sources
-        self._closed = False
-
-    def add_frame(self, frame_index: int, timestamp: float, faces: Sequence[Any]) -> None:
-        """Record one sampled frame and its faces.
-
-        Each face has ``crop`` (S, S, 3) uint8, ``box`` (4,), ``landmarks`` (5, 2), ``score`` and
-        ``track_id`` (an ``aucli.faces.pipeline.FaceRecord``); no faces adds a /noface row.
-        """
-        self._check_open()
-        self.n_frames += 1
-        if not faces:
-            self._noface["source"].append(self._source_index)
-            self._noface["frame"].append(int(frame_index))
-            self._noface["timestamp"].append(float(timestamp))
-            if len(self._noface["frame"]) >= 4096:
-                self._flush_noface()
-            return
-        size = self.store.crop_size
-        for face in faces:
-            crop = np.asarray(face.crop)
-            if crop.shape != (size, size, 3) or crop.dtype != np.uint8:
-                raise StoreError(
-                    f"face crop has shape {crop.shape} {crop.dtype}, but the store holds ({size}, {size}, 3) uint8 crops"
-                )
-            k = len(self._meta["frame"])
-            self._images[k] = crop
-            self._meta["source"].append(self._source_index)
-            self._meta["frame"].append(int(frame_index))
-            self._meta["timestamp"].append(float(timestamp))
-            self._meta["track"].append(int(getattr(face, "track_id", 0)))
-            self._meta["box"].append(np.asarray(face.box, dtype=np.float32).reshape(4))
-            self._meta["landmarks"].append(np.asarray(face.landmarks, dtype=np.float32).reshape(5, 2))
-            self._meta["score"].append(float(face.score))
-            self.n_faces += 1
-            if k + 1 == WRITE_BATCH:
-                self._flush_faces()
-
-    def _flush_faces(self) -> None:
-        k = len(self._meta["frame"])
-        if not k:
-            return
-        group = self.store.h5["frames"]
-        start = self.row_start + self._written
-        stop = start + k
-        for name in ("image", *[c.name for c in FACE_COLUMNS]):
-            dataset = group[name]
-            if dataset.shape[0] != stop:
-                dataset.resize(stop, axis=0)
-        group["image"][start:stop] = self._images[:k]
-        for column in FACE_COLUMNS:
-            group[column.name][start:stop] = np.asarray(self._meta[column.name], dtype=np.dtype(column.dtype))
-            self._meta[column.name].clear()
-        self._written += k
-
-    def _flush_noface(self) -> None:
-        k = len(self._noface["frame"])
-        if not k:
-            return
-        group = self.store.h5["noface"]
-        start = self.noface_start + self._noface_written
-        for column in NOFACE_COLUMNS:
-            dataset = group[column.name]
-            dataset.resize(start + k, axis=0)
-            dataset[start : start + k] = np.asarray(self._noface[column.name], dtype=np.dtype(column.dtype))
-            self._noface[column.name].clear()
-        self._noface_written += k
-
-    def commit(self, message: str = "") -> SourceRecord:
-        """Write what is buffered, then publish the source as ``done`` (durable from here on)."""
-        self._check_open()
-        self._flush_faces()
-        self._flush_noface()
-        record = self.store._append_source(
-            self.info,
-            "done",
-            self.n_frames,
-            self.row_start,
-            self.row_start + self._written,
-            self.noface_start,
-            self.noface_start + self._noface_written,
-            message,
-        )
-        self._close()
-        return record
-
-    def abort(self) -> None:
-        """Drop everything written for this source (the store stays as after the last commit)."""
-        if self._closed:
-            return
-        store = self.store
-        if store._file is not None:
-            for name in ("image", *[c.name for c in FACE_COLUMNS]):
-                store.h5["frames"][name].resize(store.n_faces, axis=0)
-            for column in NOFACE_COLUMNS:
-                store.h5["noface"][column.name].resize(store.n_noface, axis=0)
-        self._close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreError("this source writer is already committed or aborted")
-
-    def _close(self) -> None:
-        self._closed = True
-        if self.store._writer is self:
-            self.store._writer = None
-
-
-# ----------------------------------------------------------------------------------------------
 # creation
 
 
@@ -1034,8 +797,8 @@ def _initialise(file, crop_size: int, compression: str, root, preprocess) -> Non
             "compression": compression,
             "root": Path(root).as_posix() if root else "",
             "preprocess": dict(preprocess or {}),
-            "created_at": _now(),
-            "created_by": _version(),
+            "created_at": utc_now(),
+            "created_by": version_string(),
         },
     )
     sources = file.create_group("sources")
