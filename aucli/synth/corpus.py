@@ -120,7 +120,9 @@ class CorpusConfig:
         d["tasks"] = list(self.tasks)
         d["frames"] = self.n_frames
         d["noise"] = NoiseMix.parse(self.noise).to_spec()
-        if self.layout != "casme2":
+        if self.layout == "casme2":
+            d.pop("tasks")
+        else:
             d.pop("clips")
         return d
 
@@ -142,7 +144,8 @@ class RecordingPlan:
     local_index: int  # recording number within the subject
     media: str
     media_kind: Literal["video", "frames"]
-    labels: tuple[str, ...]
+    labels: tuple[str, ...]  # the (noisy) label files, as a coder delivered them
+    clean_labels: tuple[str, ...]  # the same format with the exact labels
 
 
 def _subject_style(layout: Layout) -> Literal["bp4d", "disfa", "casme2"]:
@@ -159,15 +162,23 @@ def plan_recordings(config: CorpusConfig) -> list[RecordingPlan]:
                 rid = f"{subject}_{task}"
                 media = f"BP4D/{subject}/{task}" if config.frame_folders else f"videos/{rid}.mp4"
                 kind: Literal["video", "frames"] = "frames" if config.frame_folders else "video"
-                plans.append(RecordingPlan(len(plans), rid, s, subject, task, (task,), k, media, kind, (f"BP4D/AUCoding/AU_OCC/{rid}.csv",)))
+                plans.append(
+                    RecordingPlan(len(plans), rid, s, subject, task, (task,), k, media, kind, (f"BP4D/AUCoding/AU_OCC/{rid}.csv",), (f"BP4D/AUCoding/AU_OCC_clean/{rid}.csv",))
+                )
         elif config.layout == "disfa":
             labels = tuple(f"DISFA/ActionUnit_Labels/{subject}/{subject}_au{au}.txt" for au in SYNTH_AUS)
+            clean = tuple(f"DISFA/ActionUnit_Labels_clean/{subject}/{subject}_au{au}.txt" for au in SYNTH_AUS)
             stem = f"LeftVideo{subject}_comp"
-            plans.append(RecordingPlan(len(plans), subject, s, subject, stem, config.tasks, 0, f"DISFA/Videos_LeftCamera/{stem}.mp4", "video", labels))
+            plans.append(RecordingPlan(len(plans), subject, s, subject, stem, config.tasks, 0, f"DISFA/Videos_LeftCamera/{stem}.mp4", "video", labels, clean))
         else:
             for c in range(config.clips):
                 clip = f"EP{c + 1:02d}_01"
-                plans.append(RecordingPlan(len(plans), f"{subject}_{clip}", s, subject, clip, (), c, f"CASME2/CASME2_RAW/{subject}/{clip}", "frames", ("CASME2/CASME2-coding.csv",)))
+                plans.append(
+                    RecordingPlan(
+                        len(plans), f"{subject}_{clip}", s, subject, clip, (), c, f"CASME2/CASME2_RAW/{subject}/{clip}", "frames",
+                        ("CASME2/CASME2-coding.csv",), ("CASME2/CASME2-coding-clean.csv",),
+                    )
+                )  # fmt: skip
     return plans
 
 
@@ -256,15 +267,19 @@ def _render_recording(settings: dict[str, Any], out: str, plan: RecordingPlan, f
         writer.abort()
         raise
     frame_numbers = np.arange(first, first + n, dtype=np.int64)
-    sheet_row = None
-    if layout == "bp4d":
-        atomic_write_text(root / plan.labels[0], bp4d_csv(noise.levels, frame_numbers, SYNTH_AUS))
-    elif layout == "disfa":
-        for name, text in disfa_files(noise.levels, SYNTH_AUS, plan.subject).items():
-            atomic_write_text(root / f"DISFA/ActionUnit_Labels/{plan.subject}/{name}", text)
-    else:
+    sheet_rows: list[dict[str, Any] | None] = [None, None]
+    for paths, levels in ((plan.labels, noise.levels), (plan.clean_labels, timeline.levels)):
+        if layout == "bp4d":
+            atomic_write_text(root / paths[0], bp4d_csv(levels, frame_numbers, SYNTH_AUS))
+        elif layout == "disfa":
+            for path, text in zip(paths, disfa_files(levels, SYNTH_AUS, plan.subject).values()):
+                atomic_write_text(root / path, text)
+    if layout == "casme2":
         assert micro is not None
-        sheet_row = _casme2_row(plan, micro, timeline.levels, noise.levels, first, mix, rng_noise)
+        sheet_rows = [
+            _casme2_row(plan, micro, timeline.levels, noise.levels, first, mix, rng_noise),
+            _casme2_row(plan, micro, timeline.levels, timeline.levels, first, NoiseMix(), rng_noise),
+        ]
     arrays = {
         "intensity": timeline.intensity,
         "levels": timeline.levels,
@@ -288,13 +303,14 @@ def _render_recording(settings: dict[str, Any], out: str, plan: RecordingPlan, f
         "media": plan.media,
         "media_kind": plan.media_kind,
         "labels": list(plan.labels),
+        "clean_labels": list(plan.clean_labels),
         "n_frames": n,
         "first_frame_number": first,
         "pixels_sha256": digest.hexdigest(),
         "events": [e.to_dict() for e in extract_events(timeline.levels, nominal)],
         "noise_events": noise.events,
         "micro": micro.to_dict() if micro is not None else None,
-        "casme2_row": sheet_row,
+        "casme2_rows": sheet_rows,
         "fingerprint": fingerprint,
     }
     write_json(part_dir / f"{plan.id}.json", record)
@@ -392,9 +408,10 @@ class CorpusManifest:
             self._arrays = read_npz(self.root / self.data["files"]["groundtruth"])
         return self._arrays
 
-    def label_paths(self) -> list[Path]:
-        """Every label file of the corpus (absolute), without duplicates."""
-        seen = dict.fromkeys(p for r in self.recordings for p in r["labels"])
+    def label_paths(self, *, clean: bool = False) -> list[Path]:
+        """Every label file of the corpus (absolute), without duplicates: as written, or the exact ones."""
+        key = "clean_labels" if clean else "labels"
+        seen = dict.fromkeys(p for r in self.recordings for p in r[key])
         return [self.root / p for p in seen]
 
     def media_paths(self) -> list[Path]:
@@ -475,7 +492,8 @@ def make_corpus(
         media = config.out / plan.media
         if part.is_file() and media.exists():
             record = json.loads(part.read_text(encoding="utf-8"))
-            if record.get("fingerprint") == fingerprint and all((config.out / p).exists() for p in record["labels"] if not p.endswith("coding.csv")):
+            files = [p for p in record["labels"] + record["clean_labels"] if "CASME2-coding" not in p]
+            if record.get("fingerprint") == fingerprint and all((config.out / p).exists() for p in files):
                 records[plan.id] = record
                 continue
         todo.append(plan)
@@ -504,7 +522,8 @@ def make_corpus(
     recordings = []
     log_lines = ["recording,frame,frame_number,au,clean,noisy,reason"]
     rows = 0
-    sheet_rows = []
+    sheet_rows: list[dict[str, Any]] = []
+    clean_sheet_rows: list[dict[str, Any]] = []
     for index, plan in enumerate(plans):
         record = dict(records[plan.id])
         part = read_npz(config.out / "parts" / f"{plan.id}.npz")
@@ -517,10 +536,12 @@ def make_corpus(
         frames, cols = np.nonzero(clean != noisy)
         for f, c in zip(frames, cols):
             log_lines.append(f"{plan.id},{f},{part['frame_number'][f]},{au_name(SYNTH_AUS[c])},{clean[f, c]},{noisy[f, c]},{REASONS[reason[f, c]]}")
-        if record.get("casme2_row"):
-            sheet_rows.append(record["casme2_row"])
+        noisy_row, clean_row = record.pop("casme2_rows")
+        if noisy_row:
+            sheet_rows.append(noisy_row)
+        if clean_row:
+            clean_sheet_rows.append(clean_row)
         record.pop("fingerprint", None)
-        record.pop("casme2_row", None)
         record["rows"] = [rows, rows + n]
         rows += n
         recordings.append(record)
@@ -529,6 +550,7 @@ def make_corpus(
     atomic_write_text(config.out / "noise_log.csv", "\n".join(log_lines) + "\n")
     if config.layout == "casme2":
         atomic_write_text(config.out / "CASME2" / "CASME2-coding.csv", casme2_sheet(sheet_rows))
+        atomic_write_text(config.out / "CASME2" / "CASME2-coding-clean.csv", casme2_sheet(clean_sheet_rows))
     ids = subject_ids(config.subjects, style=_subject_style(config.layout))
     partitions, protocol_source = _partitions(config, ids)
     partition_of = {s: k for k, p in enumerate(partitions) for s in p}
@@ -565,3 +587,47 @@ def make_corpus(
     }
     write_json(config.out / "manifest.json", data)
     return CorpusManifest(config.out, data, arrays, render_seconds)
+
+
+#: Label set names a corpus gets in a store: the files as written (noisy) and the exact labels.
+STORE_LABEL_SETS = ("synth", "synth_clean")
+
+
+def corpus_to_store(
+    manifest: CorpusManifest,
+    store: str | Path,
+    *,
+    detector: str = "centerface",
+    crop_size: int | None = None,
+    show_progress: bool = True,
+) -> Any:
+    """Put a corpus into an HDF5 store through ``aucli.preprocess.run_preprocess``.
+
+    The media are detected (``detector``: centerface, auto, insightface or none) and aligned as any
+    real corpus; the label files as written become label set ``synth`` and the exact labels
+    ``synth_clean`` (every rendered AU; DISFA's occurrence threshold 2). Returns the preprocess
+    summary (with the ``synth`` import report); the second import's report is ``summary.clean_labels``.
+    """
+    from aucli.faces.pipeline import FaceOptions
+    from aucli.labels.importer import import_labels
+    from aucli.preprocess import run_preprocess
+    from aucli.store.store import CorpusStore
+
+    layout = manifest.data["layout"]
+    options = FaceOptions(detector=detector) if crop_size is None else FaceOptions(detector=detector, crop_size=crop_size)
+    aus = None if layout == "casme2" else manifest.aus
+    noisy_name, clean_name = STORE_LABEL_SETS
+    summary = run_preprocess(
+        [str(p) for p in manifest.media_paths()],
+        store,
+        face_options=options,
+        labels=[str(p) for p in manifest.label_paths()],
+        label_format=layout,
+        label_set_name=noisy_name,
+        label_aus=aus,
+        show_progress=show_progress,
+    )
+    with CorpusStore.open(store, "a") as opened:
+        present = clean_name in opened.label_sets()
+        summary.clean_labels = None if present else import_labels(opened, [str(p) for p in manifest.label_paths(clean=True)], layout, clean_name, au_names=aus)
+    return summary

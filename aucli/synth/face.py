@@ -231,7 +231,7 @@ class FaceModel:
         relief += 0.03 * g((0.0, i.chin_y - 0.13), (0.09, 0.07))
         relief -= 0.012 * g(a["mentolabial"], (0.1, 0.015))
         relief += 0.02 * g((0.0, i.mouth_y - i.upper_lip * 0.5), (0.12, 0.02))
-        relief -= (0.004 + 0.014 * i.age) * self._fold_profile()
+        relief -= (0.002 + 0.008 * i.age) * self._fold_profile()
         height = (dome + relief * np.clip(self.face_mask * 1.5, 0, 1)).astype(np.float32)
         return height, nose.astype(np.float32)
 
@@ -241,9 +241,9 @@ class FaceModel:
         corner = np.array(self.anchors["corner"])
         pts = np.array([ala + (-0.02, 0.0), ala + (-0.06, 0.1), corner + (-0.05, 0.06)])
         mask = painter.new()
-        painter.line(mask, catmull_rom(pts, 8, closed=False), 0.015)
-        painter.line(mask, _mirror(catmull_rom(pts, 8, closed=False)), 0.015)
-        return painter.down(mask, blur=0.6)
+        painter.line(mask, catmull_rom(pts, 8, closed=False), 0.03)
+        painter.line(mask, _mirror(catmull_rom(pts, 8, closed=False)), 0.03)
+        return painter.down(mask, blur=0.025)
 
     # ------------------------------------------------------------------------------------ albedo
     def _albedo(self, rng: np.random.Generator, painter: _Painter) -> tuple[np.ndarray, np.ndarray]:
@@ -368,11 +368,11 @@ class FaceModel:
         if i.beard == "goatee":
             painter.fill(zone, [moustache, chin])
         painter.fill(zone, [lip_hole], value=0)
-        m = painter.down(zone, blur=0.015) * self.face_mask
-        density = {"stubble": 0.3, "moustache": 0.8, "goatee": 0.8, "full": 0.85}[i.beard]
-        grain = np.clip(0.75 + 0.25 * _smooth_noise(rng, (h, w), 0.3), 0, 1)
+        m = painter.down(zone, blur=0.02) * self.face_mask
+        density = {"stubble": 0.35, "moustache": 0.75, "goatee": 0.75, "full": 0.8}[i.beard]
+        grain = np.clip(0.45 + 0.55 * _smooth_noise(rng, (h, w), 0.35), 0, 1) * np.clip(0.8 + 0.3 * _smooth_noise(rng, (h, w), 0.03 * self.canvas.r), 0, 1)
         cover = m * density * grain
-        colour = np.asarray(i.hair_colour, np.float32) * 0.9
+        colour = np.asarray(i.hair_colour, np.float32) * 0.65 + 0.02
         return albedo * (1 - cover[..., None]) + colour * cover[..., None]
 
     def _ears(self, painter: _Painter) -> tuple[np.ndarray, np.ndarray]:

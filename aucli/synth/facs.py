@@ -188,7 +188,7 @@ AU_EFFECTS: dict[int, AUEffect] = {
             Kernel("brow_in", (0.03, -0.12), (0.11, 0.11), (0.0, -0.04)),
             Kernel("brow_mid", (0.0, 0.0), (0.05, 0.07), (0.0, -0.025)),
         ),
-        creases=_forehead_lines("glabella", (-0.11, -0.17, -0.23), (0.0, -0.07, -0.14, -0.2), 0.02, 0.30),
+        creases=_forehead_lines("glabella", (-0.11, -0.17, -0.23), (0.0, -0.07, -0.14, -0.2), 0.02, 0.24),
         eye=EyeChange(upper=0.08, inner_raise=0.3),
     ),
     # AU2 outer brow raiser (frontalis, pars lateralis): outer brow up, arched; lateral forehead
@@ -201,8 +201,8 @@ AU_EFFECTS: dict[int, AUEffect] = {
             Kernel("brow_out", (0.05, -0.12), (0.11, 0.11), (0.0, -0.035)),
         ),
         creases=(
-            Crease("brow_mid", ((0.09, -0.115), (0.02, -0.125), (-0.06, -0.118), (-0.13, -0.09)), 0.011, 0.010, 0.26),
-            Crease("brow_mid", ((0.06, -0.175), (0.0, -0.183), (-0.07, -0.17), (-0.11, -0.15)), 0.011, 0.010, 0.2),
+            Crease("brow_mid", ((0.09, -0.115), (0.02, -0.125), (-0.06, -0.118), (-0.13, -0.09)), 0.012, 0.011, 0.22),
+            Crease("brow_mid", ((0.06, -0.175), (0.0, -0.183), (-0.07, -0.17), (-0.11, -0.15)), 0.012, 0.011, 0.17),
         ),
         eye=EyeChange(upper=0.1, outer_raise=0.3),
     ),
@@ -248,9 +248,10 @@ AU_EFFECTS: dict[int, AUEffect] = {
     # below; the lower lid is raised, straightened and tensed (a small bulge under it).
     7: AUEffect(
         7,
-        kernels=(Kernel("infraorbital", (0.0, -0.02), (0.07, 0.035), (0.0, -0.012)),),
-        bumps=(Bump("infraorbital", (0.0, -0.04), (0.07, 0.018), 0.012),),
-        eye=EyeChange(upper=-0.18, lower=-0.55, flatten=0.8),
+        kernels=(Kernel("infraorbital", (0.0, -0.02), (0.07, 0.035), (0.0, -0.015)),),
+        bumps=(Bump("infraorbital", (0.0, -0.045), (0.075, 0.018), 0.016, tint=0.03),),
+        creases=(Crease("eye_c", ((0.1, 0.045), (0.0, 0.052), (-0.1, 0.045)), 0.008, 0.006, 0.16),),
+        eye=EyeChange(upper=-0.25, lower=-0.7, flatten=0.9),
     ),
     # AU9 nose wrinkler (levator labii superioris alaeque nasi): wrinkles across the bridge and
     # sides of the nose, nostril wings and infraorbital triangle raised, upper lip raised a bit,
@@ -335,8 +336,8 @@ AU_EFFECTS: dict[int, AUEffect] = {
             Bump("chin", (0.0, 0.0), (0.1, 0.08), 0.03, mirror=False),
             Bump("mentolabial", (0.0, 0.0), (0.11, 0.016), -0.016, tint=-0.08, mirror=False),
         ),
-        stipples=(Stipple("chin", (0.0, 0.01), (0.09, 0.06), 40, 0.006, 0.10),),
-        lips=LipChange(lower_push=0.5),
+        stipples=(Stipple("chin", (0.0, 0.01), (0.12, 0.08), 45, 0.005, 0.07),),
+        lips=LipChange(lower_push=1.0, lower_thick=0.15),
     ),
     # AU23 lip tightener (orbicularis oris): red narrowed, lips tightened and narrowed
     # horizontally, contours straightened.

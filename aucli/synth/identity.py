@@ -191,7 +191,7 @@ def sample_identity(rng: np.random.Generator, subject: str, *, sex: Literal["F",
     if male:
         beard = str(rng.choice(["none", "stubble", "moustache", "goatee", "full"], p=[0.55, 0.2, 0.08, 0.07, 0.10]))
     glasses = bool(rng.random() < 0.22)
-    eye_width = u(0.105, 0.13)
+    eye_width = u(0.125, 0.15)
     return Identity(
         subject=subject,
         sex=sex,
@@ -204,8 +204,8 @@ def sample_identity(rng: np.random.Generator, subject: str, *, sex: Literal["F",
         eye_y=r(u(-0.2, -0.13)),
         eye_dx=r(u(0.27, 0.33)),
         eye_width=r(eye_width),
-        eye_open=r(u(0.034, 0.05)),
-        eye_lower=r(u(0.022, 0.032)),
+        eye_open=r(u(0.04, 0.056)),
+        eye_lower=r(u(0.024, 0.034)),
         eye_tilt=r(u(-0.01, 0.02)),
         iris_colour=_colour(np.asarray(_IRIS_COLOURS[int(rng.integers(len(_IRIS_COLOURS)))]) * np.exp(rng.normal(0, 0.1, 3))),
         brow_gap=r(u(0.13, 0.18)),
