@@ -19,8 +19,6 @@ from aucli import __version__
 COMMANDS: dict[str, str] = {
     "preprocess": "aucli.cli.preprocess:preprocess",
     "labels": "aucli.cli.labels:labels",
-    "train": "aucli.cli.train:train",
-    "eval": "aucli.cli.eval:eval_",
     "synth": "aucli.cli.synth:synth",
 }
 
