@@ -38,6 +38,11 @@ __all__ = [
     "MoKEConfig",
     "ModelConfig",
     "LossConfig",
+    "DataConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "BaselineConfig",
+    "parse_au_map",
     "Recipe",
     "load_recipe",
     "parse_overrides",
@@ -96,7 +101,8 @@ class Section:
 
 
 #: Dotted prefix of each section inside a recipe, so that errors name the full key.
-_SECTION_PREFIX = {"MoKEConfig": "model.moke", "ModelConfig": "model", "LossConfig": "loss"}
+_SECTION_PREFIX = {"MoKEConfig": "model.moke", "ModelConfig": "model", "LossConfig": "loss", "DataConfig": "data",
+                   "OptimConfig": "optim", "TrainConfig": "train", "BaselineConfig": "baseline"}
 
 
 def _string_keys(value: Any) -> Any:
@@ -185,12 +191,123 @@ class LossConfig(Section):
             self.gammas = normalised
 
 
+Method = Literal["auformer", "linear", "adaptformer", "lora", "full"]
+ProtocolName = Literal["auto", "bp4d", "disfa", "balanced"]
+Precision = Literal["auto", "bf16", "fp32"]
+SelectBy = Literal["val_f1", "val_auc", "last"]
+ThresholdPolicy = Literal["fitted", "fixed"]
+
+
+def parse_au_map(value: Any) -> dict[str, str]:
+    """``{AU12: AU12R}`` or ``"AU12=AU12R,AU1=AU1"`` -> canonical ``{model AU: label-set AU}``."""
+    from aucli.aus import parse_au
+
+    if isinstance(value, str):
+        pairs = [item.split("=", 1) for item in value.replace(" ", "").split(",") if item]
+        if any(len(pair) != 2 for pair in pairs):
+            raise UsageError(f"an AU map is written MODEL_AU=STORE_AU,... e.g. AU1=AU1,AU12=AU12R (found {value!r})")
+        value = dict(pairs)
+    if not isinstance(value, Mapping):
+        raise UsageError(f"an AU map must be a mapping of model AU -> label-set AU, e.g. {{AU12: AU12R}} (found {value!r})")
+    mapped = {parse_au(k): parse_au(v) for k, v in value.items()}
+    targets = list(mapped.values())
+    repeated = sorted({t for t in targets if targets.count(t) > 1})
+    if repeated:
+        raise UsageError(f"the AU map sends several model AUs to {', '.join(repeated)}; each label-set AU may be used once")
+    return mapped
+
+
+@dataclass
+class DataConfig(Section):
+    """What training reads from the store and how it is augmented (resize, crop, flip, colour)."""
+
+    labels: str | None = option(None, "label set to train on; null: the store's only label set")
+    au_map: dict[str, str] = option(
+        default_factory=dict,
+        help="model AU -> label-set AU where the names differ, e.g. {AU12: AU12R}; other AUs match by name",
+        parse=parse_au_map,
+    )
+    resize: int | None = option(
+        None, "side the stored face crop is resized to before cropping; null: round(img_size * 256 / 224)", min=16, max=4096
+    )
+    random_crop: bool = option(True, "train on random img_size crops of the resized face (evaluation: the centre crop)")
+    hflip: float = option(0.5, "probability of a horizontal flip in training; side-coded AUs (AU10L, AU10R) swap with it", min=0.0, max=1.0)
+    color_jitter: float = option(0.2, "strength of random brightness, contrast and saturation changes in training (0: off)", min=0.0, max=1.0)
+    batch_size: int = option(32, "global batch size (split evenly across DDP processes)", min=1, max=65536)
+    eval_batch_size: int | None = option(None, "batch size for evaluation; null: 2 x batch_size", min=1, max=65536)
+    num_workers: int = option(2, "DataLoader worker processes per training process (0: read in the main process)", min=0, max=256)
+
+
+@dataclass
+class OptimConfig(Section):
+    """AdamW with a linear warm-up, then a cosine decay; the schedule advances per optimiser step."""
+
+    lr: float = option(5e-4, "peak learning rate of AdamW", min=0.0, max=10.0)
+    weight_decay: float = option(0.05, "AdamW weight decay (biases, norms and other 1-D tensors get none)", min=0.0, max=10.0)
+    betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
+    epochs: int = option(20, "passes over the training subjects' frames", min=1, max=100000)
+    max_steps: int | None = option(
+        None, "stop after this many optimiser steps (the schedule spans them); null: epochs x batches per epoch", min=1
+    )
+    warmup_epochs: float = option(1.0, "linear warm-up from 0 to lr over this many epochs", min=0.0, max=10000.0)
+    min_lr_ratio: float = option(0.01, "the cosine decays from lr to lr x min_lr_ratio", min=0.0, max=1.0)
+    grad_clip: float = option(1.0, "clip the global gradient norm to this (0: off)", min=0.0)
+    backbone_lr_scale: float = option(0.1, "full fine-tuning: the backbone's learning rate is lr x this", min=0.0, max=100.0)
+
+
+@dataclass
+class TrainConfig(Section):
+    """The training run: method, subject-independent protocol, seed, device and evaluation."""
+
+    method: Method = option(
+        "auformer", "auformer, or a baseline on the same backbone: linear (probe), adaptformer, lora, full (fine-tuning)"
+    )
+    protocol: ProtocolName = option(
+        "auto",
+        "subject folds: bp4d / disfa (official 3-fold partitions), balanced (a seeded split into n_folds), "
+        "auto (official when every subject belongs to one, else balanced)",
+    )
+    n_folds: int = option(3, "folds of the balanced protocol", min=2, max=10000)
+    fold: int | Literal["all"] = option(1, "fold to train (1-based; fold f tests on partition n_folds + 1 - f) or all")
+    validation_fraction: float = option(
+        0.15, "fraction of the training subjects held out for thresholds and model selection (never the test fold)", min=0.0, max=0.9
+    )
+    train_fraction: float = option(
+        1.0, "fraction of the remaining training subjects used, chosen by seed (data-efficiency curves)", min=0.001, max=1.0
+    )
+    seed: int = option(0, "seed of initialisation, subject sampling, data order and augmentation", min=0)
+    device: str = option("auto", "auto (cuda when available, else cpu), cpu, cuda, cuda:1, ...")
+    precision: Precision = option("auto", "auto: bf16 autocast on GPU and fp32 on CPU; or bf16, fp32")
+    eval_every: int = option(1, "evaluate on the validation and test subjects every this many epochs (and after the last)", min=1)
+    select_by: SelectBy = option(
+        "val_f1", "best checkpoint by validation mean F1 (at thresholds fitted there), validation mean AUC, or the last epoch"
+    )
+    thresholds: ThresholdPolicy = option("fitted", "per-AU thresholds: fitted on the validation subjects (F1-optimal), or fixed at 0.5")
+    save_every: int = option(0, "also save the resumable state every this many optimiser steps (0: at the end of each epoch)", min=0)
+    log_every: int = option(10, "optimiser steps between metrics log lines", min=1)
+
+
+@dataclass
+class BaselineConfig(Section):
+    """Settings of the comparison methods (train.method linear, adaptformer, lora, full)."""
+
+    adapter_bottleneck: int = option(64, "AdaptFormer: bottleneck width of the adapter beside each MLP", min=1, max=65536)
+    adapter_scale: float = option(0.1, "AdaptFormer: scale of the adapter's output", min=0.0, max=100.0)
+    lora_r: int = option(8, "LoRA: rank of the update of each block's fused qkv projection", min=1, max=4096)
+    lora_alpha: float = option(8.0, "LoRA: alpha (the update is scaled by alpha / r)", min=0.0, max=100000.0)
+    lora_dropout: float = option(0.0, "LoRA: dropout on the LoRA branch's input", min=0.0, max=0.9)
+
+
 @dataclass
 class Recipe(Section):
     """A whole recipe: one field per section. Add a section by adding a field here."""
 
     model: ModelConfig = option(default_factory=ModelConfig, help="the model")
     loss: LossConfig = option(default_factory=LossConfig, help="the training loss")
+    data: DataConfig = option(default_factory=DataConfig, help="training data: label set, augmentation, loading")
+    optim: OptimConfig = option(default_factory=OptimConfig, help="optimiser and learning-rate schedule")
+    train: TrainConfig = option(default_factory=TrainConfig, help="method, protocol, seed, device, evaluation")
+    baseline: BaselineConfig = option(default_factory=BaselineConfig, help="settings of the baseline methods")
 
     def to_yaml(self) -> str:
         import yaml
