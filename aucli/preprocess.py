@@ -24,7 +24,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,6 +172,7 @@ def run_preprocess(
     pattern: str | None = None,
     detector=None,
     retry_failed: bool = False,
+    workers: int = 1,
     show_progress: bool = True,
 ) -> PreprocessSummary:
     """Detect, align and store the faces of ``inputs`` in the store ``out`` (created if needed).
@@ -189,6 +190,9 @@ def run_preprocess(
         detector: a detector built by the caller (default: built from ``face_options``).
         retry_failed: process again sources that failed before although unchanged since (by
             default they are reported and skipped: a corrupt file stays corrupt).
+        workers: extract this many sources at once in worker processes (each with its own
+            detector and ``cpu_count // workers`` detector threads); the store is written by this
+            process only, in input order, so the result is that of a one-process run.
         show_progress: draw a progress bar on stderr.
 
     Returns:
@@ -209,6 +213,8 @@ def run_preprocess(
     options = face_options if face_options is not None else FaceOptions()
     options.validate()
     compression = check_compression(compression)
+    if workers < 1:
+        raise UsageError(f"workers must be >= 1, got {workers}")
     table = None
     if labels:
         if not label_format:
@@ -263,7 +269,7 @@ def run_preprocess(
                 warn(message)
                 summary.problems.append(message)
 
-        _process_sources(store, found.sources, options, detector, summary, show_progress, retry_failed)
+        _process_sources(store, found.sources, options, detector, summary, show_progress, retry_failed, workers)
 
         if table is not None:
             _import_after(store, table, label_set_name, label_kept, summary)
@@ -304,10 +310,9 @@ def _import_after(store, table, name: str, kept: bool, summary: PreprocessSummar
 
 
 def _process_sources(
-    store, sources, options, detector, summary: PreprocessSummary, show_progress: bool, retry_failed: bool
+    store, sources, options, detector, summary: PreprocessSummary, show_progress: bool, retry_failed: bool, workers: int
 ) -> None:
     from aucli.console import progress, warn
-    from aucli.faces.pipeline import extract_faces
     from aucli.media.decode import file_digest
     from aucli.store.store import SourceInfo
 
@@ -351,14 +356,23 @@ def _process_sources(
     if not plan:
         return
     expected = {source.key: _expected_frames(source, options) for source, _, _ in plan}
+    stats = {source.key: (size, mtime_ns) for source, size, mtime_ns in plan}
+    if workers > 1 and len(plan) > 1:
+        from aucli.preprocess_workers import parallel_extractions
+
+        stream = parallel_extractions([source for source, _, _ in plan], options, workers, store.path)
+    else:
+        stream = ((source, _frames(source, options, detector)) for source, _, _ in plan)
     bar = progress()
     bar.disable = not show_progress
     with bar:
         task = bar.add_task("preprocess", total=sum(expected.values()) or None, rate="")
         done_frames, busy = 0, 0.0
-        for source, size, mtime_ns in plan:
+        started = time.perf_counter()
+        for source, frames in stream:
             label = source.key if len(source.key) <= 40 else "..." + source.key[-37:]
             bar.update(task, description=label)
+            size, mtime_ns = stats[source.key]
             info = SourceInfo(
                 key=source.key,
                 path=str(source.path),
@@ -369,12 +383,11 @@ def _process_sources(
                 mtime_ns=mtime_ns,
                 digest=file_digest(source.path),
             )
-            started = time.perf_counter()
             writer = store.begin_source(info)
             failure: str = ""
             try:
-                for result in extract_faces(source, options, detector=detector):
-                    writer.add_frame(result.frame_index, result.timestamp, result.faces)
+                for frame_index, timestamp, faces in frames:
+                    writer.add_frame(frame_index, timestamp, faces)
                     done_frames += 1
                     if writer.n_frames % 8 == 0:
                         elapsed = busy + time.perf_counter() - started
@@ -386,6 +399,7 @@ def _process_sources(
                 raise
             seconds = time.perf_counter() - started
             busy += seconds
+            started = time.perf_counter()
             outcome = SourceOutcome(source.key, source.kind, source.subject, "done", writer.n_frames, writer.n_faces, seconds)
             if failure and writer.n_frames == 0:
                 writer.abort()
@@ -407,6 +421,14 @@ def _process_sources(
             if expected_here != writer.n_frames and bar.tasks[task].total is not None:
                 bar.update(task, total=bar.tasks[task].total - expected_here + writer.n_frames)
             bar.update(task, completed=done_frames, rate=f"{done_frames / max(busy, 1e-9):.1f} frames/s")
+
+
+def _frames(source, options, detector) -> Iterator[tuple[int, float, list]]:
+    """``(frame_index, timestamp, faces)`` of one source, extracted in this process."""
+    from aucli.faces.pipeline import extract_faces
+
+    for result in extract_faces(source, options, detector=detector):
+        yield result.frame_index, result.timestamp, result.faces
 
 
 def render_preprocess_summary(summary: PreprocessSummary) -> None:

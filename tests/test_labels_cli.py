@@ -7,11 +7,18 @@ import re
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from media_fixtures import write_frame_folder
 from store_fixtures import build_store
 
 from aucli.cli.main import cli
 from aucli.store import open_store
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    """Wide output, so that rich does not wrap the messages the tests look for."""
+    return CliRunner(env={"COLUMNS": "400"})
 
 
 def flat(text: str) -> str:

@@ -17,6 +17,8 @@ from pathlib import Path
 import cv2
 import h5py
 import numpy as np
+import pytest
+from click.testing import CliRunner
 from media_fixtures import (
     astronaut,
     background,
@@ -30,6 +32,12 @@ from media_fixtures import (
 
 from aucli.cli.main import cli
 from aucli.store import open_store
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    """Wide output, so that rich does not wrap the messages the tests look for."""
+    return CliRunner(env={"COLUMNS": "400"})
 
 
 def flat(text: str) -> str:
@@ -294,3 +302,21 @@ def test_interrupted_runs_resume_without_duplicate_or_missing_frames(runner, tmp
             assert frames == list(range(80)), record.key  # --detector none: every frame is a face
             assert (faces["source"][record.rows] == record.index).all()
         assert len(store.sources(latest=False)) == 3
+
+
+def test_worker_processes_give_the_same_store(runner, tmp_path) -> None:
+    data = tmp_path / "data"
+    for i in range(3):
+        write_face_video(data / f"v{i}.mp4", n_frames=12, size=(96, 64))
+    write_truncated_video(data / "truncated.mp4", n_frames=20)
+    write_corrupt_video(data / "corrupt.mp4")
+    common = [data, "--detector", "none", "--crop-size", "32"]
+    one, _ = run_json(runner, [*common, "--out", tmp_path / "one.h5"])
+    two, log = run_json(runner, [*common, "--out", tmp_path / "two.h5", "--workers", "2"])
+    assert one["sources"] == two["sources"] == {"done": 4, "skipped": 0, "changed": 0, "failed": 1}
+    assert "truncated.mp4: decoded 2 frames but the file declares 20" in log
+    with h5py.File(tmp_path / "one.h5", "r") as a, h5py.File(tmp_path / "two.h5", "r") as b:
+        for name in ("image", "source", "frame", "timestamp", "track", "box", "landmarks", "score"):
+            assert np.array_equal(a["frames"][name][()], b["frames"][name][()]), name
+        assert list(a["sources/key"].asstr()[()]) == list(b["sources/key"].asstr()[()])
+    assert not list(tmp_path.glob(".two.h5.parts"))  # the workers' parts are gone

@@ -35,10 +35,11 @@ LABEL_FORMATS = ("bp4d", "disfa", "openface", "casme2", "csv")
 @click.option("--pattern", help=r"Regex with (?P<subject>...) and optional (?P<recording>...) applied to each path.")
 @click.option("--device", default="auto", show_default=True, help="Detector device: auto, cpu or cuda.")
 @click.option("--retry-failed", is_flag=True, help="Process again sources that failed before even if unchanged.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Sources processed at once, in worker processes.")
 @json_option
 def preprocess(inputs, out, labels, label_format, label_set_name, label_aus, label_threshold, detector, detector_models, every, fps,
                max_faces, select, crop_size, margin, detect_width, detect_every, min_score, compression, pattern, device,
-               retry_failed, as_json) -> None:
+               retry_failed, workers, as_json) -> None:
     """Detect, align and store the faces of videos, images and frame folders.
 
     INPUTS are videos, images, folders (searched for frame folders and videos), globs or list
@@ -82,6 +83,7 @@ def preprocess(inputs, out, labels, label_format, label_set_name, label_aus, lab
         label_threshold=label_threshold,
         pattern=pattern,
         retry_failed=retry_failed,
+        workers=workers,
         show_progress=not as_json,
     )
     if as_json:
