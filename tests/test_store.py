@@ -90,7 +90,9 @@ def test_a_store_being_written_is_refused_with_a_clear_error(store_path) -> None
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "open"
-        with pytest.raises(StoreError, match=r"being written by another process"):
+        with pytest.raises(StoreError, match=r"being written by another process \(a running `aucli preprocess`\?\)"):
+            open_store(store_path)
+        with pytest.raises(StoreError, match=r"the store is open in another process .*writing needs it alone"):
             open_store(store_path, "a")
     finally:
         holder.kill()

@@ -147,9 +147,14 @@ def _open_h5(path: Path, mode: str):
     try:
         return h5py.File(path, mode)
     except BlockingIOError:
+        if mode == "r":
+            raise StoreError(
+                f"{path}: the store is being written by another process (a running `aucli preprocess`?); "
+                "wait for it to finish"
+            ) from None
         raise StoreError(
-            f"{path}: the store is being written by another process (a running `aucli preprocess`?); "
-            "wait for it to finish"
+            f"{path}: the store is open in another process (preprocess, train, predict, ...); "
+            "writing needs it alone: wait for the other process to finish"
         ) from None
     except PermissionError:
         action = "read" if mode == "r" else "write"
@@ -157,6 +162,11 @@ def _open_h5(path: Path, mode: str):
     except OSError as error:
         if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise StoreError(f"cannot write {path}: {os.strerror(error.errno)}") from None
+        if "lock" in str(error).lower():
+            raise StoreError(
+                f"{path}: this filesystem does not support HDF5 file locking ({error}); "
+                "set HDF5_USE_FILE_LOCKING=FALSE and make sure only one process writes the store"
+            ) from None
         if "signature" in str(error) or "not an hdf5" in str(error).lower():
             raise StoreError(f"{path}: not an aucli store (not an HDF5 file)") from None
         raise StoreError(f"{path}: cannot be opened as an aucli store ({error})") from None
