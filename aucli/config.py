@@ -441,15 +441,16 @@ def config_keys(cls: type = Recipe, prefix: str = "") -> dict[str, str]:
 def _unknown_key_message(prefix: str, key: str, valid: list[str]) -> str:
     dotted = f"{prefix}.{key}" if prefix else key
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
-    if not close:
-        # A key that belongs to another section (margin under model:) is suggested with its full path.
-        everything = list(config_keys())
-        close_full = difflib.get_close_matches(dotted, everything, n=1, cutoff=0.6)
-        close_leaf = [k for k in everything if k.rsplit(".", 1)[-1] == key]
-        close = (close_leaf or close_full)[:1]
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+    if close:
+        suggestion = f"{prefix}.{close[0]}" if prefix else close[0]
     else:
-        hint = f"; did you mean {(prefix + '.' if prefix else '') + close[0]!r}?"
+        # A key that belongs to another section (margin under model:) is suggested with its full path.
+        leaves = {k: k.rsplit(".", 1)[-1] for k in config_keys()}
+        same = [k for k, leaf in leaves.items() if leaf == key]
+        similar = difflib.get_close_matches(key, sorted(set(leaves.values())), n=1, cutoff=0.75)
+        matches = same or [k for k, leaf in leaves.items() if similar and leaf == similar[0]]
+        suggestion = matches[0] if matches else ""
+    hint = f"; did you mean {suggestion!r}?" if suggestion else ""
     where = f"section {prefix!r}" if prefix else "a recipe"
     return f"unknown key {dotted!r}{hint} (valid keys in {where}: {', '.join(valid)})"
 

@@ -1,0 +1,258 @@
+"""The frozen timm ViT backbone: creation by name and overrides, weights, checks, offline behaviour.
+
+Weights come from one of three sources:
+
+- ``"hub"``: timm's pretrained weights for the model name (Hugging Face hub or timm's URL),
+  read from the local cache when offline;
+- a local file: ``.safetensors`` or ``.pth``/``.pt``/``.bin`` (a plain state dict, loaded with
+  ``weights_only=True``), or timm's own ``.npz`` (Google's JAX format, through the model's loader);
+- ``"random"``: timm's random init (tests, parameter counting).
+
+Offline, a missing hub weight fails at once with a :class:`ModelError` that says what to do. When
+``HF_HUB_OFFLINE`` is not set and the hub host does not answer a short socket probe, offline mode is
+switched on (for this process) before timm is asked, so it never waits on retries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from aucli.config import ModelConfig
+from aucli.errors import ModelError
+
+__all__ = [
+    "BLOCK_PARTS",
+    "WEIGHT_SUFFIXES",
+    "backbone_kwargs",
+    "create_backbone",
+    "check_backbone",
+    "freeze_backbone",
+    "hub_is_offline",
+    "ensure_offline_when_unreachable",
+]
+
+#: What AUFormer reuses from every timm ``Block`` (the pre-norm block: x + attn(norm1 x), x + mlp(norm2 x)).
+BLOCK_PARTS = ("norm1", "attn", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".npz")
+
+#: Everything stochastic in a timm ViT, switched off: the backbone is frozen and deterministic.
+_NO_DROPOUT = dict(drop_rate=0.0, pos_drop_rate=0.0, patch_drop_rate=0.0, proj_drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.0)
+_HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def backbone_kwargs(cfg: ModelConfig) -> dict[str, Any]:
+    """Keyword arguments for ``timm.create_model(cfg.backbone, **kwargs)``: overrides, image size,
+    no classifier, no dropout."""
+    kwargs: dict[str, Any] = dict(cfg.backbone_overrides)
+    if cfg.img_size is not None:
+        kwargs["img_size"] = cfg.img_size
+    kwargs.update(num_classes=0, **_NO_DROPOUT)
+    return kwargs
+
+
+def create_backbone(cfg: ModelConfig, *, weights: str = "random", device: torch.device | str | None = None) -> nn.Module:
+    """Build ``cfg.backbone`` with timm, load ``weights`` ("hub", "random" or a file path), check and freeze it.
+
+    ``device="meta"`` builds it without memory (parameter counting); weights are then not loaded.
+    """
+    import timm
+
+    name = cfg.backbone
+    if not timm.is_model(name):
+        architecture = name.split(".", 1)[0]
+        close = difflib.get_close_matches(architecture, timm.list_models("*vit*") + timm.list_models("deit*"), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `timm.list_models('vit_*')` lists the candidates"
+        raise ModelError(f"unknown timm backbone {name!r}{hint}")
+    kwargs = backbone_kwargs(cfg)
+    meta = device is not None and torch.device(device).type == "meta"
+    if meta or weights == "random":
+        pretrained, overlay = False, None
+    elif weights == "hub":
+        _check_hub_weights(name)
+        pretrained, overlay = True, None
+    else:
+        pretrained, overlay = True, _file_overlay(Path(weights))
+    try:
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            if overlay is None:
+                vit = timm.create_model(name, pretrained=pretrained, **kwargs)
+            else:
+                vit = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    except TypeError as error:
+        raise ModelError(
+            f"timm could not build {name!r} with {kwargs}: {error}. aucli needs a timm VisionTransformer "
+            "(vit_*, deit_*) and overrides it accepts (depth, embed_dim, num_heads, patch_size, ...)"
+        ) from None
+    except (RuntimeError, OSError, ValueError, KeyError) as error:
+        if not pretrained:
+            raise
+        source = weights if overlay is not None else f"the hub weights of {name!r}"
+        raise ModelError(f"could not load {source} into {name!r}: {_first_line(error)}. {_WHAT_TO_DO}") from None
+    check_backbone(vit, name)
+    _use_fused_attention(vit)
+    freeze_backbone(vit)
+    return vit
+
+
+_WHAT_TO_DO = (
+    "Pass --backbone-weights PATH (a .safetensors/.pth/.npz file of this architecture), or fetch the "
+    "weights once on a machine with network (python -c \"import timm; timm.create_model('NAME', "
+    "pretrained=True)\") and copy its Hugging Face cache (~/.cache/huggingface) here"
+)
+
+
+def check_backbone(vit: nn.Module, name: str = "the backbone") -> None:
+    """Refuse anything but a timm ``VisionTransformer`` built from the standard pre-norm ``Block``."""
+    from timm.models.vision_transformer import Block, VisionTransformer
+
+    if not isinstance(vit, VisionTransformer):
+        raise ModelError(
+            f"{name} is a timm {type(vit).__name__}, not a VisionTransformer; AUFormer supports timm ViTs "
+            "built from the standard pre-norm Block (vit_*, deit_*)"
+        )
+    for index, block in enumerate(vit.blocks):
+        missing = [part for part in BLOCK_PARTS if not hasattr(block, part)]
+        if type(block) is not Block or missing:
+            raise ModelError(
+                f"{name} uses {type(block).__name__} blocks (block {index}); AUFormer supports only timm's "
+                "standard pre-norm Block (x + attn(norm1(x)), then x + mlp(norm2(x))), not residual-post-norm "
+                "or parallel blocks. Choose a plain ViT such as vit_base_patch16_224"
+            )
+    if getattr(vit, "dynamic_img_size", False) is False and not hasattr(vit.patch_embed, "grid_size"):
+        raise ModelError(f"{name} has a patch embedding without a fixed grid; set dynamic_img_size: true in backbone_overrides")
+
+
+def freeze_backbone(vit: nn.Module) -> None:
+    """No gradients and eval mode (AUFormer keeps it in eval mode even while it trains)."""
+    vit.requires_grad_(False)
+    vit.eval()
+
+
+def _use_fused_attention(vit: nn.Module) -> None:
+    """Use ``scaled_dot_product_attention`` in the backbone whatever TIMM_FUSED_ATTN says."""
+    for block in vit.blocks:
+        if hasattr(block.attn, "fused_attn"):
+            block.attn.fused_attn = True
+
+
+def _file_overlay(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelError(f"backbone weight file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in WEIGHT_SUFFIXES:
+        raise ModelError(f"backbone weight file {path} has suffix {suffix!r}; expected one of {', '.join(WEIGHT_SUFFIXES)}")
+    # .npz is Google's JAX format: only the model's own loader reads it (custom_load). Every other
+    # file is a state dict that timm loads (safetensors, or torch.load with weights_only=True).
+    return dict(file=str(path), custom_load=suffix == ".npz")
+
+
+# ------------------------------------------------------------------------- offline handling
+def hub_is_offline() -> bool:
+    """True when huggingface_hub is in offline mode (``HF_HUB_OFFLINE``)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # timm without huggingface_hub: only URL weights
+        return _env_true("HF_HUB_OFFLINE")
+    return bool(constants.HF_HUB_OFFLINE) or _env_true("HF_HUB_OFFLINE")
+
+
+def ensure_offline_when_unreachable(timeout: float = 1.5) -> bool:
+    """Switch the hub to offline mode (this process) when its host does not answer within ``timeout`` s.
+
+    Returns True when the hub is offline afterwards. The probe runs in a daemon thread, so even a
+    hanging DNS lookup costs at most ``timeout`` seconds.
+    """
+    if hub_is_offline():
+        return True
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except ImportError:
+        endpoint = "https://huggingface.co"
+    parsed = urlparse(endpoint)
+    host, port = parsed.hostname or "huggingface.co", parsed.port or (443 if parsed.scheme != "http" else 80)
+    if probe_host(host, port, timeout):
+        return False
+    set_hub_offline()
+    return True
+
+
+def probe_host(host: str, port: int, timeout: float) -> bool:
+    """Whether a TCP connection to ``host:port`` opens within ``timeout`` seconds (DNS included)."""
+    result: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def set_hub_offline() -> None:
+    """Offline mode for this process and its children: the env variable and huggingface_hub's constant."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        from huggingface_hub import constants
+
+        constants.HF_HUB_OFFLINE = True
+    except ImportError:
+        pass
+
+
+def _check_hub_weights(name: str) -> None:
+    """Offline (or unreachable), fail at once unless timm's weights for ``name`` are cached locally."""
+    import timm
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except RuntimeError:
+        cfg = None
+    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
+        raise ModelError(f"timm has no pretrained weights for {name!r}. {_WHAT_TO_DO.replace('NAME', name)}")
+    if not ensure_offline_when_unreachable():
+        return
+    if cfg.file and Path(cfg.file).is_file():
+        return
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo_id, _, revision = cfg.hf_hub_id.partition("@")
+        filenames = ((cfg.hf_hub_filename,) if cfg.hf_hub_filename else ()) + _HUB_FILENAMES
+        for filename in filenames:
+            found = try_to_load_from_cache(repo_id, filename, revision=revision or None)
+            if isinstance(found, str):
+                return
+    elif cfg.url:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg.url).path)
+        if cached.is_file():
+            return
+    raise ModelError(
+        f"the pretrained weights of {name!r} are not in the local cache and the Hugging Face hub is offline "
+        f"(HF_HUB_OFFLINE=1 or no network). {_WHAT_TO_DO.replace('NAME', name)}"
+    )
+
+
+def _env_true(key: str) -> bool:
+    return os.environ.get(key, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
