@@ -16,12 +16,12 @@ Root attributes::
 length in the group attribute ``n_rows``; see :data:`SOURCE_COLUMNS`.
 
 ``/frames`` one row per stored face, in the order faces were written (all faces of one source are
-contiguous: rows ``row_start:row_stop`` of its /sources row); committed length in ``n_rows``;
-see :data:`FACE_COLUMNS`. ``/frames/image`` is (n, S, S, 3) uint8 RGB, one face per chunk.
+contiguous: rows ``row_start:row_stop`` of its /sources row); see :data:`FACE_COLUMNS`.
+``/frames/image`` is (n, S, S, 3) uint8 RGB, one face per chunk.
 
 ``/noface`` one row per sampled frame where no face was stored (``source``, ``frame``,
 ``timestamp``), so that a label for such a frame is reported as "frame has no face", and predict
-can write "face found = 0" rows; committed length in ``n_rows``.
+can write "face found = 0" rows; rows ``noface_start:noface_stop`` of each source.
 
 ``/labels/<name>`` a group per label set: ``occurrence`` (n, K) int8 with 1 present, 0 absent, -1
 unknown; optionally ``intensity`` (n, K) float32 (NaN unknown, FACS 0-5); attributes ``au_names``
@@ -31,10 +31,14 @@ unknown; optionally ``intensity`` (n, K) float32 (NaN unknown, FACS 0-5); attrib
 ``/predictions/<run>`` and ``/audit/<run>``: groups written by predict and audit through
 ``CorpusStore.write_run`` / ``CorpusStore.run_writer``; attributes say what made them.
 
-Commit protocol: rows are appended beyond the committed length, then the source row is written,
-then every ``n_rows`` attribute is raised and the file is flushed. A writable open truncates all
-datasets to their committed length (dropping a source that a crash or Ctrl-C cut short) and
-removes groups whose names start with ``.partial-`` (label sets or runs that were being written).
+Commit protocol (``aucli.store.writer``): a source's rows are appended past the committed
+lengths; when it is finished its /sources row is written, the file is flushed, the /sources
+``n_rows`` attribute (the one value that publishes sources) is raised and the file is flushed
+again. Committed lengths are derived from the published /sources rows (``row_stop``,
+``noface_stop``). A writable open truncates every dataset to its committed length (dropping a
+source that a crash or Ctrl-C cut short) and removes groups whose names start with
+``.partial-`` (label sets or runs that were being written). /sources is append-only: a source
+retried after a failure gets a new row, and the last row of a key is the one that counts.
 """
 
 from __future__ import annotations
