@@ -233,6 +233,18 @@ def test_labels_imported_with_the_faces(runner, tmp_path) -> None:
     result = runner.invoke(cli, ["preprocess", *map(str, args)])
     assert result.exit_code == 1 and "Error: label set 'human' already exists" in flat(result.output)
 
+    # labels that match no stored face: the faces stay, the run fails with what to do next
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "F009_T1.csv").write_text("0,1\n10,1\n")
+    other = tmp_path / "other.h5"
+    result = runner.invoke(cli, ["preprocess", str(tmp_path / "BP4D"), "--out", str(other), "--detector", "none", "--crop-size", "32",
+                                 "--labels", str(tmp_path / "elsewhere"), "--label-format", "bp4d"])
+    assert result.exit_code == 1
+    assert "none of the 1 labelled frames in 1 file(s) matches a stored face" in flat(result.output)
+    assert f"The faces are stored; fix the labels and run `aucli labels import {other} FILES --format bp4d --as bp4d`" in flat(result.output)
+    with open_store(other) as store:
+        assert store.n_faces == 5 and store.label_sets() == []
+
 
 def test_compression_is_chosen_when_the_store_is_created(runner, tmp_path) -> None:
     video = tmp_path / "clip.mp4"
