@@ -249,7 +249,11 @@ def run_preprocess(
             warn(problem)
             summary.problems.append(problem)
         if not found.sources:
-            detail = f": {found.problems[0]}" + (f" (and {len(found.problems) - 1} more)" if len(found.problems) > 1 else "") if found.problems else ""
+            detail = (
+                f": {found.problems[0]}" + (f" (and {len(found.problems) - 1} more)" if len(found.problems) > 1 else "")
+                if found.problems
+                else ""
+            )
             raise MediaError(f"no usable input: the inputs name no video, image or frame folder{detail}")
         if detector is None:
             detector = make_face_detector(options)
@@ -260,12 +264,14 @@ def run_preprocess(
             )
         else:
             if compression != "none" and compression != store.compression:
-                warn(f"{out} keeps its crops {store.compression}-compressed; --compression {compression} applies to new stores only")
+                warn(f"{out} keeps its crops {store.compression}-compressed; --compression applies to new stores only")
             stored = store.attrs.get("preprocess") or {}
             current = _options_dict(options)
             differ = [f"{k} {stored[k]!r} -> {current[k]!r}" for k in _CROP_OPTIONS if k in stored and stored[k] != current[k]]
             if differ:
-                message = f"{out} was created with other face options ({', '.join(differ)}); new sources will differ from stored ones"
+                message = (
+                    f"{out} was created with other face options ({', '.join(differ)}); new sources will differ from stored ones"
+                )
                 warn(message)
                 summary.problems.append(message)
 
@@ -301,7 +307,8 @@ def _import_after(store, table, name: str, kept: bool, summary: PreprocessSummar
         report = write_label_table(store, table, name)
     except LabelFormatError as error:
         raise LabelFormatError(
-            f"{error}. The faces are stored; fix the labels and run `aucli labels import {store.path} FILES --format {table.format} --as {name}`"
+            f"{error}. The faces are stored; fix the labels and run "
+            f"`aucli labels import {store.path} FILES --format {table.format} --as {name}`"
         ) from None
     summary.labels = report
     for problem in report.problems():
@@ -333,7 +340,9 @@ def _process_sources(
             if not same and stored.size == size:  # touched but maybe not changed: compare contents
                 same = file_digest(source.path) == stored.digest
             if same and stored.status == "done":
-                summary.outcomes.append(SourceOutcome(source.key, source.kind, source.subject, "skipped", stored.n_frames, stored.n_faces))
+                summary.outcomes.append(
+                    SourceOutcome(source.key, source.kind, source.subject, "skipped", stored.n_frames, stored.n_faces)
+                )
                 continue
             if same and not retry_failed:
                 # failed before and unchanged since: it would fail the same way
@@ -454,16 +463,27 @@ def render_preprocess_summary(summary: PreprocessSummary) -> None:
     processed = [o for o in summary.outcomes if o.status != "skipped"]
     if processed and len(processed) <= 30:
         table = Table(show_header=True, header_style="bold")
-        for column, justify in (("source", "left"), ("subject", "left"), ("status", "left"), ("frames", "right"), ("faces", "right"), ("problem", "left")):
+        for column, justify in (
+            ("source", "left"),
+            ("subject", "left"),
+            ("status", "left"),
+            ("frames", "right"),
+            ("faces", "right"),
+            ("problem", "left"),
+        ):
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         for o in processed:
             style = {"failed": "red", "changed": "yellow"}.get(o.status, "")
-            table.add_row(o.key, o.subject, f"[{style}]{o.status}[/{style}]" if style else o.status, str(o.frames), str(o.faces), o.message)
+            table.add_row(
+                o.key, o.subject, f"[{style}]{o.status}[/{style}]" if style else o.status, str(o.frames), str(o.faces), o.message
+            )
         console.print(table)
     shown = {o.message for o in processed} if processed and len(processed) <= 30 else set()
     others = [p for p in summary.problems if p not in shown]
     if others:
-        console.print(f"[yellow]{len(others)} other problem(s):[/yellow]" if shown else f"[yellow]{len(others)} problem(s):[/yellow]")
+        console.print(
+            f"[yellow]{len(others)} other problem(s):[/yellow]" if shown else f"[yellow]{len(others)} problem(s):[/yellow]"
+        )
         for problem in others:
             console.print(f"  - {problem}", highlight=False, markup=False)
     if summary.labels is not None:

@@ -53,7 +53,9 @@ def extract_to_part(source, options, part: str) -> str:
     failure = ""
     with h5py.File(part, "w") as f:
         frames = f.create_dataset("frames", shape=(0, 3), maxshape=(None, 3), chunks=(1024, 3), dtype=np.float64)
-        images = f.create_dataset("image", shape=(0, size, size, 3), maxshape=(None, size, size, 3), chunks=(_SLAB, size, size, 3), dtype=np.uint8)
+        images = f.create_dataset(
+            "image", shape=(0, size, size, 3), maxshape=(None, size, size, 3), chunks=(_SLAB, size, size, 3), dtype=np.uint8
+        )
         meta = f.create_dataset("meta", shape=(0, 16), maxshape=(None, 16), chunks=(1024, 16), dtype=np.float64)
         frame_rows: list[list[float]] = []
         crops: list[np.ndarray] = []
@@ -72,7 +74,15 @@ def extract_to_part(source, options, part: str) -> str:
                 frame_rows.append([result.frame_index, result.timestamp, len(result.faces)])
                 for face in result.faces:
                     crops.append(face.crop)
-                    rows.append(np.concatenate([[face.track_id, face.score], np.asarray(face.box, np.float64).ravel(), np.asarray(face.landmarks, np.float64).ravel()]))
+                    rows.append(
+                        np.concatenate(
+                            [
+                                [face.track_id, face.score],
+                                np.asarray(face.box, np.float64).ravel(),
+                                np.asarray(face.landmarks, np.float64).ravel(),
+                            ]
+                        )
+                    )
                 if len(crops) >= _SLAB or len(frame_rows) >= 1024:
                     write()
         except MediaError as error:

@@ -22,10 +22,22 @@ def fake_face(value: int, *, size: int, track: int = 0, score: float = 0.9) -> S
 
 
 def source_info(key: str, subject: str = "S1", recording: str | None = None, kind: str = "video") -> SourceInfo:
-    return SourceInfo(key=key, path=f"/data/{key}", kind=kind, subject=subject, recording=recording or key, size=10, mtime_ns=1, digest="d")
+    return SourceInfo(
+        key=key, path=f"/data/{key}", kind=kind, subject=subject, recording=recording or key, size=10, mtime_ns=1, digest="d"
+    )
 
 
-def add_source(store: CorpusStore, key: str, frames, *, subject: str = "S1", recording: str | None = None, noface=(), offset: int = 0, tracks: int = 1):
+def add_source(
+    store: CorpusStore,
+    key: str,
+    frames,
+    *,
+    subject: str = "S1",
+    recording: str | None = None,
+    noface=(),
+    offset: int = 0,
+    tracks: int = 1,
+):
     """Commit a source whose frame f holds ``tracks`` faces (crop value offset + f), none on ``noface``."""
     writer = store.begin_source(source_info(key, subject, recording))
     for f in frames:
@@ -39,7 +51,12 @@ def build_store(path: Path, inputs, *, crop_size: int = 32, detector: str = "non
     from aucli.faces.pipeline import FaceOptions
     from aucli.preprocess import run_preprocess
 
-    run_preprocess([str(i) for i in inputs], path, face_options=FaceOptions(detector=detector, crop_size=crop_size, **options), show_progress=False)
+    run_preprocess(
+        [str(i) for i in inputs],
+        path,
+        face_options=FaceOptions(detector=detector, crop_size=crop_size, **options),
+        show_progress=False,
+    )
     return path
 
 

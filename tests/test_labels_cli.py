@@ -35,10 +35,16 @@ def store(tmp_path):
 
 
 def test_import_list_export_and_reimport(runner, store, tmp_path) -> None:
-    result = runner.invoke(cli, ["labels", "import", str(store), str(tmp_path / "F001_T1.csv"), "--format", "bp4d", "--as", "human", "--aus", "1,2,4"])
+    result = runner.invoke(
+        cli,
+        ["labels", "import", str(store), str(tmp_path / "F001_T1.csv"), "--format", "bp4d", "--as", "human", "--aus", "1,2,4"],
+    )
     assert result.exit_code == 0, result.output
     output = flat(result.output)
-    assert "Label set human (bp4d): 3 face(s) labelled from 3 labelled frame(s) in 1 file(s); 0 without a face, 0 not in the store." in output
+    assert (
+        "Label set human (bp4d): 3 face(s) labelled from 3 labelled frame(s) in 1 file(s); 0 without a face, 0 not in the store."
+        in output
+    )
     assert "Warning: 1 stored source(s) have no labels: F002/T1" in output
 
     listed = runner.invoke(cli, ["labels", "list", str(store)])
@@ -88,7 +94,9 @@ def test_import_errors(runner, store, tmp_path) -> None:
     bad = tmp_path / "F001_T1.csv"
     bad.write_text("0,1\n1,5\n")
     result = runner.invoke(cli, ["labels", "import", str(store), str(bad), "--format", "bp4d", "--as", "x", "--aus", "1"])
-    assert result.exit_code == 1 and f"Error: {bad}, line 2: value '5' for AU1; BP4D codes 0, 1 or 9 (not coded)" in flat(result.output)
+    assert result.exit_code == 1 and f"Error: {bad}, line 2: value '5' for AU1; BP4D codes 0, 1 or 9 (not coded)" in flat(
+        result.output
+    )
     result = runner.invoke(cli, ["labels", "import", str(store), str(bad), "--format", "excel", "--as", "x"])
     assert result.exit_code == 2 and "Invalid value for '--format'" in result.output
     result = runner.invoke(cli, ["labels", "import", str(tmp_path / "none.h5"), str(bad), "--format", "bp4d", "--as", "x"])

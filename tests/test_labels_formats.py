@@ -152,11 +152,24 @@ def test_plain_csv_and_labels_attach_to_the_subject_track(tmp_path) -> None:
         ("disfa", "SN001_au99.txt", "1,0\n", r"SN001_au99.txt: unknown AU '99' \(AU99 is not a FACS action unit"),
         ("openface", "clip.csv", "frame, success, AU01_c\n1, 1, 0.5\n", r"clip.csv, line 2: AU01_c value '0.5' is not 0 or 1"),
         ("openface", "clip.csv", "frame, success, AU77_c\n1, 1, 1\n", r"clip.csv, line 1: unknown AU 'AU77'"),
-        ("openface", "clip.csv", "frame, success, AU01_c\n0, 1, 1\n", r"clip.csv, line 2: frame 0; OpenFace numbers frames from 1"),
-        ("casme2", "sheet.csv", "Subject,Filename,OnsetFrame,ApexFrame,OffsetFrame,Action Units\n1,EP1,5,/,9,4+X10\n",
-         r"sheet.csv, line 2: unknown AU name 'X10'"),
-        ("casme2", "sheet.csv", "Subject,Filename,OnsetFrame,ApexFrame,OffsetFrame,Action Units\n1,EP1,9,/,5,4\n",
-         r"sheet.csv, line 2: OffsetFrame 5 is before OnsetFrame 9"),
+        (
+            "openface",
+            "clip.csv",
+            "frame, success, AU01_c\n0, 1, 1\n",
+            r"clip.csv, line 2: frame 0; OpenFace numbers frames from 1",
+        ),
+        (
+            "casme2",
+            "sheet.csv",
+            "Subject,Filename,OnsetFrame,ApexFrame,OffsetFrame,Action Units\n1,EP1,5,/,9,4+X10\n",
+            r"sheet.csv, line 2: unknown AU name 'X10'",
+        ),
+        (
+            "casme2",
+            "sheet.csv",
+            "Subject,Filename,OnsetFrame,ApexFrame,OffsetFrame,Action Units\n1,EP1,9,/,5,4\n",
+            r"sheet.csv, line 2: OffsetFrame 5 is before OnsetFrame 9",
+        ),
         ("csv", "l.csv", "source,frame,AU12,happy\na,0,1,1\n", r"l.csv, line 1: unknown AU name 'happy'"),
         ("csv", "l.csv", "source,frame,AU12\na,0,yes\n", r"l.csv, line 2: AU12 value 'yes'; expected 1, 0, or -1 / 9 / empty"),
         ("csv", "l.csv", "source,frame,AU12\na,0,1\na,0,0\n", r"l.csv, line 3: source 'a' frame 0 is labelled twice"),
@@ -173,7 +186,9 @@ def test_labels_for_frames_that_do_not_exist_write_nothing(tmp_path) -> None:
     write_frame_folder(tmp_path / "data" / "F001" / "T1", (1, 2), size=(96, 72))
     store = build_store(tmp_path / "s.h5", [tmp_path / "data"])
     (tmp_path / "F001_T1.csv").write_text("0,1\n500,1\n501,0\n")
-    with pytest.raises(LabelFormatError, match=r"none of the 2 labelled frames in 1 file\(s\) matches a stored face .*frames 500-501"):
+    with pytest.raises(
+        LabelFormatError, match=r"none of the 2 labelled frames in 1 file\(s\) matches a stored face .*frames 500-501"
+    ):
         import_labels(store, [tmp_path / "F001_T1.csv"], "bp4d", "human")
     (tmp_path / "F009_T1.csv").write_text("0,1\n1,1\n")
     with pytest.raises(LabelFormatError, match=r"1 recording\(s\) have no stored source, e.g. F009_T1.csv"):

@@ -120,7 +120,8 @@ def test_bad_inputs_are_warnings_and_the_batch_goes_on(runner, tmp_path) -> None
         f"{data}/notes.csv: not a video or image (extension '.csv'; expected one of .avi, .bmp,",
         f"{data}/empty.mp4: empty file (0 bytes), skipped",
         f"{data}/no_frames: folder holds no frame images or videos",
-        f"{data}/corrupt.mp4: not a readable video (Invalid data found when processing input); the file is corrupt, truncated or not a video.",
+        f"{data}/corrupt.mp4: not a readable video (Invalid data found when processing input); "
+        "the file is corrupt, truncated or not a video.",
         f"{data}/notes.mp4: not a readable video (Invalid data found when processing input);",
         f"{data}/truncated.mp4: decoded 2 frames but the file declares 20; the file is truncated or damaged. "
         "Kept the 2 frame(s) decoded before the damage.",
@@ -173,11 +174,18 @@ def test_fatal_problems_are_one_line_and_leave_the_store_as_it_was(runner, tmp_p
         return result
 
     missing = tmp_path / "missing.mp4"
-    fails([missing, "--out", tmp_path / "new.h5", *fast], 1,
-          f"Error: no usable input: the inputs name no video, image or frame folder: {missing}: no such file or folder")
+    fails(
+        [missing, "--out", tmp_path / "new.h5", *fast],
+        1,
+        f"Error: no usable input: the inputs name no video, image or frame folder: {missing}: no such file or folder",
+    )
     assert not (tmp_path / "new.h5").exists()
     fails([video, "--out", tmp_path, *fast], 2, f"Error: Invalid value for '--out' / '-o': File '{tmp_path}' is a directory.")
-    fails([video, "--out", tmp_path / "nowhere" / "s.h5", *fast], 1, f"folder {tmp_path / 'nowhere'} does not exist; create it first")
+    fails(
+        [video, "--out", tmp_path / "nowhere" / "s.h5", *fast],
+        1,
+        f"folder {tmp_path / 'nowhere'} does not exist; create it first",
+    )
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     fails([video, "--out", blocker / "s.h5", *fast], 1, f"Error: cannot write {blocker / 's.h5'}: {blocker} is not a folder")
@@ -187,8 +195,11 @@ def test_fatal_problems_are_one_line_and_leave_the_store_as_it_was(runner, tmp_p
         f.attrs["aucli_store"] = "corpus"
         f.attrs["schema_version"] = 7
     before = digest(other)
-    fails([video, "--out", other, *fast], 1,
-          f"Error: {other}: store schema version 7, but this aucli reads version 1; upgrade aucli to read it")
+    fails(
+        [video, "--out", other, *fast],
+        1,
+        f"Error: {other}: store schema version 7, but this aucli reads version 1; upgrade aucli to read it",
+    )
     assert digest(other) == before
     notes = tmp_path / "notes.h5"
     notes.write_text("not a store")
@@ -198,12 +209,18 @@ def test_fatal_problems_are_one_line_and_leave_the_store_as_it_was(runner, tmp_p
     good = tmp_path / "good.h5"
     run_json(runner, [video, "--out", good, *fast])
     before = digest(good)
-    fails([video, "--out", good, "--detector", "none", "--crop-size", "48"], 1,
-          f"Error: {good}: holds 32x32 crops, but --crop-size is 48; use --crop-size 32 or another --out")
+    fails(
+        [video, "--out", good, "--detector", "none", "--crop-size", "48"],
+        1,
+        f"Error: {good}: holds 32x32 crops, but --crop-size is 48; use --crop-size 32 or another --out",
+    )
     bad_labels = tmp_path / "F001_T1.csv"
     bad_labels.write_text("0,1,smile\n1,1,0\n")
-    fails([video, "--out", good, *fast, "--labels", bad_labels, "--label-format", "bp4d"], 1,
-          f"Error: {bad_labels}, line 1: unknown AU name 'smile' in the header")
+    fails(
+        [video, "--out", good, *fast, "--labels", bad_labels, "--label-format", "bp4d"],
+        1,
+        f"Error: {bad_labels}, line 1: unknown AU name 'smile' in the header",
+    )
     assert digest(good) == before
     fails([video, "--out", good, *fast, "--every", "2", "--fps", "5"], 2, "Error: Use either every or fps, not both.")
     fails([video, "--out", good, *fast, "--labels", bad_labels], 2, "Error: --labels needs --label-format")
@@ -218,8 +235,23 @@ def test_labels_imported_with_the_faces(runner, tmp_path) -> None:
     (occ / "F001_T1.csv").write_text("0,1,2,4\n10,1,0,9\n11,0,1,0\n12,1,1,1\n13,1,1,1\n")
     (occ / "F002_T1.csv").write_text("0,1,2,4\n10,0,0,0\n11,0,0,1\n")
     out = tmp_path / "bp4d.h5"
-    args = [tmp_path / "BP4D", "--out", out, "--detector", "none", "--crop-size", "32", "--labels", occ, "--label-format", "bp4d",
-            "--label-aus", "1,2,4", "--as", "human"]
+    args = [
+        tmp_path / "BP4D",
+        "--out",
+        out,
+        "--detector",
+        "none",
+        "--crop-size",
+        "32",
+        "--labels",
+        occ,
+        "--label-format",
+        "bp4d",
+        "--label-aus",
+        "1,2,4",
+        "--as",
+        "human",
+    ]
     summary, log = run_json(runner, args)
     assert summary["labels"]["matched_faces"] == 5 and summary["labels"]["au_names"] == ["AU1", "AU2", "AU4"]
     assert "F001_T1.csv: 1 labelled frame(s) not in the store (frames 13" in log
@@ -237,11 +269,28 @@ def test_labels_imported_with_the_faces(runner, tmp_path) -> None:
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "F009_T1.csv").write_text("0,1\n10,1\n")
     other = tmp_path / "other.h5"
-    result = runner.invoke(cli, ["preprocess", str(tmp_path / "BP4D"), "--out", str(other), "--detector", "none", "--crop-size", "32",
-                                 "--labels", str(tmp_path / "elsewhere"), "--label-format", "bp4d"])
+    result = runner.invoke(
+        cli,
+        [
+            "preprocess",
+            str(tmp_path / "BP4D"),
+            "--out",
+            str(other),
+            "--detector",
+            "none",
+            "--crop-size",
+            "32",
+            "--labels",
+            str(tmp_path / "elsewhere"),
+            "--label-format",
+            "bp4d",
+        ],
+    )
     assert result.exit_code == 1
     assert "none of the 1 labelled frames in 1 file(s) matches a stored face" in flat(result.output)
-    assert f"The faces are stored; fix the labels and run `aucli labels import {other} FILES --format bp4d --as bp4d`" in flat(result.output)
+    assert f"The faces are stored; fix the labels and run `aucli labels import {other} FILES --format bp4d --as bp4d`" in flat(
+        result.output
+    )
     with open_store(other) as store:
         assert store.n_faces == 5 and store.label_sets() == []
 
@@ -276,8 +325,13 @@ cli(sys.argv[1:])
 
 
 def interrupt_after_one_commit(args, sig) -> tuple[int, str]:
-    process = subprocess.Popen([sys.executable, "-c", _SLOW_RUN, *map(str, args)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_RUN, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     line = process.stdout.readline()
     assert line.startswith("committed"), (line, process.stderr.read())
     time.sleep(0.5)  # well inside the next source (80 frames x 12 ms)

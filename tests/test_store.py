@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
+from store_fixtures import add_source, fake_face, source_info
 
 from aucli.errors import StoreError, UsageError
 from aucli.store import CorpusStore, SourceInfo, open_store
 from aucli.store.schema import SCHEMA_VERSION
-from store_fixtures import add_source, fake_face, source_info
 
 SIZE = 16
 
@@ -181,8 +181,12 @@ def test_label_sets_are_never_overwritten(store_path) -> None:
 def test_runs_are_written_atomically(store_path) -> None:
     with open_store(store_path, "a") as store:
         probs = np.random.default_rng(0).random((store.n_faces, 3)).astype(np.float32)
-        store.write_run("predictions", "fold1", {"probs": probs, "au_names": np.array(["AU1", "AU2", "AU4"])},
-                        {"checkpoint": "runs/x/best.safetensors", "params": {"batch": 8, "thresholds": [0.5, 0.4]}})
+        store.write_run(
+            "predictions",
+            "fold1",
+            {"probs": probs, "au_names": np.array(["AU1", "AU2", "AU4"])},
+            {"checkpoint": "runs/x/best.safetensors", "params": {"batch": 8, "thresholds": [0.5, 0.4]}},
+        )
         with pytest.raises(RuntimeError, match="boom"):
             with store.run_writer("audit", "a1", {"labels": "human"}) as group:
                 group.create_dataset("flags", data=np.zeros(3))
@@ -223,8 +227,9 @@ def test_dataset_with_two_dataloader_workers(store_path) -> None:
     assert item["image"].shape == (3, SIZE, SIZE) and item["image"].dtype == torch.uint8
     assert int(item["image"][0, 0, 0]) == 105  # frame 5 of b.mp4, written with value 100 + 5
 
-    loader = torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2, persistent_workers=True,
-                                         generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=4, shuffle=True, num_workers=2, persistent_workers=True, generator=torch.Generator().manual_seed(0)
+    )
     seen = []
     for _ in range(2):  # two epochs through the same persistent workers
         for batch in loader:
@@ -240,8 +245,12 @@ def test_dataset_with_two_dataloader_workers(store_path) -> None:
 
 def test_writing_is_not_the_bottleneck(tmp_path) -> None:
     """Appending 256x256 crops runs far faster than detection (CenterFace: 18-66 ms a frame)."""
-    crops = [SimpleNamespace(crop=np.full((256, 256, 3), i, np.uint8), box=np.zeros(4), landmarks=np.zeros((5, 2)), score=1.0, track_id=0)
-             for i in range(8)]
+    crops = [
+        SimpleNamespace(
+            crop=np.full((256, 256, 3), i, np.uint8), box=np.zeros(4), landmarks=np.zeros((5, 2)), score=1.0, track_id=0
+        )
+        for i in range(8)
+    ]
     with CorpusStore.create(tmp_path / "speed.h5") as store:
         started = time.perf_counter()
         writer = store.begin_source(info("v.mp4"))

@@ -23,7 +23,9 @@ def store(tmp_path):
         occurrence = np.full((opened.n_faces, 2), -1, np.int8)
         occurrence[:9] = [[1, 0]] * 4 + [[0, 0]] * 5
         opened.write_labels("human", ["AU1", "AU12"], occurrence, attrs={"format": "bp4d"})
-        opened.write_run("predictions", "fold1", {"probs": np.zeros((opened.n_faces, 2), np.float32)}, {"checkpoint": "ck.safetensors"})
+        opened.write_run(
+            "predictions", "fold1", {"probs": np.zeros((opened.n_faces, 2), np.float32)}, {"checkpoint": "ck.safetensors"}
+        )
         opened.write_run("audit", "round1", {"score": np.zeros(3)}, {"labels": "human"})
     return path
 
@@ -50,9 +52,18 @@ def test_summary_counts_everything(store) -> None:
 def test_rendered_tables(store, capsys) -> None:
     render_store_summary(summarize_store(store))
     out = capsys.readouterr().out
-    for text in ("version 1, 16x16 crops, compression none", "2 done (2 videos), 1 failed", "16 sampled, 1 without a face",
-                 "21 (6 of other people than the subject)", "Subjects", "F002", "0.444 (4/9)", "fold1", "round1",
-                 "F003/T1: not a readable video"):
+    for text in (
+        "version 1, 16x16 crops, compression none",
+        "2 done (2 videos), 1 failed",
+        "16 sampled, 1 without a face",
+        "21 (6 of other people than the subject)",
+        "Subjects",
+        "F002",
+        "0.444 (4/9)",
+        "fold1",
+        "round1",
+        "F003/T1: not a readable video",
+    ):
         assert text in out, text
 
 

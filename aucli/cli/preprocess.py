@@ -11,35 +11,85 @@ LABEL_FORMATS = ("bp4d", "disfa", "openface", "casme2", "csv")
 
 @click.command("preprocess")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False), help="The store file to create or complete (.h5).")
+@click.option(
+    "--out", "-o", "out", required=True, type=click.Path(dir_okay=False), help="The store file to create or complete (.h5)."
+)
 @click.option("--labels", "labels", multiple=True, help="Label files, folders or globs to import after the faces (repeatable).")
 @click.option("--label-format", type=click.Choice(LABEL_FORMATS), help="Format of --labels.")
 @click.option("--as", "label_set_name", help="Name of the label set (default: the format's name).")
 @click.option("--label-aus", help="AUs to import, e.g. bp4d or 1,2,4 (default: the files' own; BP4D: its 12).")
 @click.option("--label-threshold", type=float, help="DISFA: occurrence = intensity >= this.  [default: 2]")
-@click.option("--detector", type=click.Choice(("auto", "centerface", "insightface", "none")), default="auto", show_default=True,
-              help="Face detector; none for already cropped, aligned faces (resize only).")
-@click.option("--detector-models", type=click.Path(exists=True), help="insightface models: an .onnx file, a pack folder or a folder of packs.")
+@click.option(
+    "--detector",
+    type=click.Choice(("auto", "centerface", "insightface", "none")),
+    default="auto",
+    show_default=True,
+    help="Face detector; none for already cropped, aligned faces (resize only).",
+)
+@click.option(
+    "--detector-models",
+    type=click.Path(exists=True),
+    help="insightface models: an .onnx file, a pack folder or a folder of packs.",
+)
 @click.option("--every", type=int, default=1, show_default=True, help="Keep every N-th frame.")
 @click.option("--fps", type=float, help="Keep about F frames per second of video (instead of --every).")
 @click.option("--max-faces", type=int, default=1, show_default=True, help="Most faces kept per frame (largest/central).")
-@click.option("--select", type=click.Choice(("largest", "central", "all")), default="largest", show_default=True,
-              help="Which faces to keep; the first ranked face is the subject (track 0), which labels attach to.")
+@click.option(
+    "--select",
+    type=click.Choice(("largest", "central", "all")),
+    default="largest",
+    show_default=True,
+    help="Which faces to keep; the first ranked face is the subject (track 0), which labels attach to.",
+)
 @click.option("--crop-size", type=int, default=256, show_default=True, help="Side of the aligned face crop, pixels.")
-@click.option("--margin", type=float, default=0.25, show_default=True, help="Alignment margin around the face (keeps brows and chin).")
-@click.option("--detect-width", type=int, default=320, show_default=True, help="Detect on frames downscaled to this width (0: full size).")
-@click.option("--detect-every", type=int, default=2, show_default=True, help="Detect on every k-th frame, interpolating landmarks between.")
+@click.option(
+    "--margin", type=float, default=0.25, show_default=True, help="Alignment margin around the face (keeps brows and chin)."
+)
+@click.option(
+    "--detect-width", type=int, default=320, show_default=True, help="Detect on frames downscaled to this width (0: full size)."
+)
+@click.option(
+    "--detect-every", type=int, default=2, show_default=True, help="Detect on every k-th frame, interpolating landmarks between."
+)
 @click.option("--min-score", type=float, default=0.5, show_default=True, help="Minimum detector score.")
-@click.option("--compression", type=click.Choice(("none", "lzf", "gzip")), default="none", show_default=True,
-              help="Crop compression of a new store (none reads fastest).")
+@click.option(
+    "--compression",
+    type=click.Choice(("none", "lzf", "gzip")),
+    default="none",
+    show_default=True,
+    help="Crop compression of a new store (none reads fastest).",
+)
 @click.option("--pattern", help=r"Regex with (?P<subject>...) and optional (?P<recording>...) applied to each path.")
 @click.option("--device", default="auto", show_default=True, help="Detector device: auto, cpu or cuda.")
 @click.option("--retry-failed", is_flag=True, help="Process again sources that failed before even if unchanged.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Sources processed at once, in worker processes.")
 @json_option
-def preprocess(inputs, out, labels, label_format, label_set_name, label_aus, label_threshold, detector, detector_models, every, fps,
-               max_faces, select, crop_size, margin, detect_width, detect_every, min_score, compression, pattern, device,
-               retry_failed, workers, as_json) -> None:
+def preprocess(
+    inputs,
+    out,
+    labels,
+    label_format,
+    label_set_name,
+    label_aus,
+    label_threshold,
+    detector,
+    detector_models,
+    every,
+    fps,
+    max_faces,
+    select,
+    crop_size,
+    margin,
+    detect_width,
+    detect_every,
+    min_score,
+    compression,
+    pattern,
+    device,
+    retry_failed,
+    workers,
+    as_json,
+) -> None:
     """Detect, align and store the faces of videos, images and frame folders.
 
     INPUTS are videos, images, folders (searched for frame folders and videos), globs or list

@@ -54,7 +54,9 @@ def _read_file(path: Path, subject: str, task: str, wanted: list[str]) -> Record
     except StopIteration:
         raise LabelFormatError(f"{path}: no header row") from None
     if header[0].lower() not in _FRAME_HEADERS:
-        raise LabelFormatError(f"{path}, line {header_line}: first column must be the frame (header '0' or 'frame'), found {header[0]!r}")
+        raise LabelFormatError(
+            f"{path}, line {header_line}: first column must be the frame (header '0' or 'frame'), found {header[0]!r}"
+        )
     column_of: dict[str, int] = {}
     for position, cell in enumerate(header[1:], start=1):
         # the header numbers every column (0-99 in the released files); only wanted AUs are read

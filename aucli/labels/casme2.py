@@ -21,7 +21,16 @@ import numpy as np
 
 from aucli.aus import au_name, au_number, au_side
 from aucli.errors import LabelFormatError
-from aucli.labels.table import LabelTable, RecordingLabels, Target, expand_label_paths, known_au, merge_au_names, parse_int, read_csv_rows
+from aucli.labels.table import (
+    LabelTable,
+    RecordingLabels,
+    Target,
+    expand_label_paths,
+    known_au,
+    merge_au_names,
+    parse_int,
+    read_csv_rows,
+)
 
 __all__ = ["read_casme2"]
 
@@ -76,7 +85,9 @@ def read_casme2(paths: Sequence[str | Path], *, au_names: Sequence[str] | None =
                     raise LabelFormatError(f"{path}, line {line}: ApexFrame {apex} is outside {onset}..{offset}")
             aus = _action_units(cells[positions["aus"]], path, line)
             if (subject, clip) in seen:
-                raise LabelFormatError(f"{path}, line {line}: clip {subject}/{clip} is coded twice (also {seen[(subject, clip)]})")
+                raise LabelFormatError(
+                    f"{path}, line {line}: clip {subject}/{clip} is coded twice (also {seen[(subject, clip)]})"
+                )
             seen[(subject, clip)] = f"{path}, line {line}"
             clips.append((subject, clip, onset, offset, aus, str(path)))
     names = merge_au_names([au for clip in clips for au in clip[4]])

@@ -17,7 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from aucli.errors import LabelFormatError, UsageError
-from aucli.labels.table import LabelTable, RecordingLabels, Target, expand_label_paths, known_au, merge_au_names, parse_int, read_csv_rows
+from aucli.labels.table import (
+    LabelTable,
+    RecordingLabels,
+    Target,
+    expand_label_paths,
+    known_au,
+    merge_au_names,
+    parse_int,
+    read_csv_rows,
+)
 
 __all__ = ["DEFAULT_THRESHOLD", "read_disfa"]
 

@@ -192,7 +192,9 @@ class _SourceIndex:
                 found = [r for r in self.records if matches(r)]
                 if len(found) > 1:
                     keys = ", ".join(r.key for r in found[:5])
-                    raise LabelFormatError(f"label source {text!r} matches {len(found)} stored sources ({keys}); use the full key")
+                    raise LabelFormatError(
+                        f"label source {text!r} matches {len(found)} stored sources ({keys}); use the full key"
+                    )
                 if found:
                     return found
             return []
@@ -342,7 +344,9 @@ def write_label_table(store: CorpusStore, table: LabelTable, name: str, *, track
             + f"; check --label-format {format} and the frame numbering (see `aucli labels import --help`)"
         )
     notes = []
-    uncoded = [au for j, au in enumerate(table.au_names) if not any((rec.occurrence[:, j] >= 0).any() for rec in table.recordings)]
+    uncoded = [
+        au for j, au in enumerate(table.au_names) if not any((rec.occurrence[:, j] >= 0).any() for rec in table.recordings)
+    ]
     if uncoded:
         notes.append(f"{', '.join(uncoded)}: not coded in the files (unknown everywhere)")
     if table.details.get("rows_of_other_faces"):

@@ -22,7 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from aucli.errors import LabelFormatError
-from aucli.labels.table import LabelTable, RecordingLabels, Target, expand_label_paths, known_au, merge_au_names, parse_int, read_csv_rows
+from aucli.labels.table import (
+    LabelTable,
+    RecordingLabels,
+    Target,
+    expand_label_paths,
+    known_au,
+    merge_au_names,
+    parse_int,
+    read_csv_rows,
+)
 
 __all__ = ["IGNORED_COLUMNS", "read_plain_csv"]
 
@@ -46,7 +55,9 @@ def read_plain_csv(paths: Sequence[str | Path], *, au_names: Sequence[str] | Non
         lower = [h.lower() for h in header]
         for required in ("source", "frame"):
             if required not in lower:
-                raise LabelFormatError(f"{path}, line {header_line}: no {required!r} column (plain label CSVs have source, frame, AU columns)")
+                raise LabelFormatError(
+                    f"{path}, line {header_line}: no {required!r} column (plain label CSVs have source, frame, AU columns)"
+                )
         source_col, frame_col = lower.index("source"), lower.index("frame")
         occurrence_cols: dict[str, int] = {}
         intensity_cols: dict[str, int] = {}
@@ -58,7 +69,9 @@ def read_plain_csv(paths: Sequence[str | Path], *, au_names: Sequence[str] | Non
             au = known_au(match.group("au") if match else cell, path, header_line)
             target = intensity_cols if kind == "r" else occurrence_cols
             if au in target:
-                raise LabelFormatError(f"{path}, line {header_line}: two columns for {au} {'intensity' if kind == 'r' else 'occurrence'}")
+                raise LabelFormatError(
+                    f"{path}, line {header_line}: two columns for {au} {'intensity' if kind == 'r' else 'occurrence'}"
+                )
             target[au] = i
         if not occurrence_cols and not intensity_cols:
             raise LabelFormatError(f"{path}, line {header_line}: no AU columns (AU1, AU12_c, AU12_r, ...)")
@@ -95,7 +108,9 @@ def read_plain_csv(paths: Sequence[str | Path], *, au_names: Sequence[str] | Non
             if intensity is not None:
                 for au, value in inten.items():
                     intensity[r, names.index(au)] = value
-        recordings.append(RecordingLabels(Target(source=source), np.asarray(order, np.int64), occurrence, intensity, origin[source]))
+        recordings.append(
+            RecordingLabels(Target(source=source), np.asarray(order, np.int64), occurrence, intensity, origin[source])
+        )
     table = LabelTable("csv", names, recordings, [str(p) for p in files])
     return table.select(au_names) if au_names else table
 

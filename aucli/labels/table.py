@@ -121,9 +121,7 @@ def known_au(raw: str, file: str | Path, line: int | None) -> str:
     except UnknownAUError:
         raise LabelFormatError(f"{where}: unknown AU name {raw.strip()!r}") from None
     if au_number(name) not in FACS_NAMES:
-        raise LabelFormatError(
-            f"{where}: unknown AU {raw.strip()!r} (AU{au_number(name)} is not a FACS action unit aucli knows)"
-        )
+        raise LabelFormatError(f"{where}: unknown AU {raw.strip()!r} (AU{au_number(name)} is not a FACS action unit aucli knows)")
     return name
 
 
@@ -170,7 +168,9 @@ def expand_label_paths(paths: Sequence[str | Path], suffixes: Sequence[str]) -> 
             raise LabelFormatError(f"{raw}: no such label file or folder")
         for candidate in candidates:
             if candidate.is_dir():
-                inside = sorted(p for p in candidate.rglob("*") if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+                inside = sorted(
+                    p for p in candidate.rglob("*") if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+                )
                 if not inside:
                     raise LabelFormatError(f"{candidate}: folder holds no label files ({', '.join(suffixes)})")
                 found.extend(inside)

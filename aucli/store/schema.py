@@ -134,9 +134,7 @@ def numpy_dtype(column: Column):
 def check_name(name: str, what: str = "name") -> str:
     """Validate a label set or run name: letters, digits, ``_ . -``, starting with a letter or digit."""
     if not isinstance(name, str) or not _NAME.match(name):
-        raise UsageError(
-            f"invalid {what} {name!r}: use 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit"
-        )
+        raise UsageError(f"invalid {what} {name!r}: use 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
     return name
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from aucli.aus import parse_au
 from aucli.errors import StoreError, UsageError
+from aucli.store.records import LabelSet, Run, SourceInfo, SourceRecord, utc_now, version_string
 from aucli.store.schema import (
     COLLECTIONS,
     DEFAULT_CROP_SIZE,
@@ -40,7 +41,6 @@ from aucli.store.schema import (
     check_name,
     numpy_dtype,
 )
-from aucli.store.records import LabelSet, Run, SourceInfo, SourceRecord, utc_now, version_string
 from aucli.store.writer import Appender, SourceWriter
 
 __all__ = [
@@ -149,8 +149,7 @@ def _open_h5(path: Path, mode: str):
     except BlockingIOError:
         if mode == "r":
             raise StoreError(
-                f"{path}: the store is being written by another process (a running `aucli preprocess`?); "
-                "wait for it to finish"
+                f"{path}: the store is being written by another process (a running `aucli preprocess`?); wait for it to finish"
             ) from None
         raise StoreError(
             f"{path}: the store is open in another process (preprocess, train, predict, ...); "
@@ -178,8 +177,7 @@ def _check_marker(file, path: Path) -> None:
         marker = marker.decode()
     if marker != STORE_MARKER:
         raise StoreError(
-            f"{path}: an HDF5 file but not an aucli store (no aucli_store attribute); "
-            "use another path for a new store"
+            f"{path}: an HDF5 file but not an aucli store (no aucli_store attribute); use another path for a new store"
         )
     version = file.attrs.get("schema_version")
     if version is None or int(version) != SCHEMA_VERSION:
@@ -189,9 +187,7 @@ def _check_marker(file, path: Path) -> None:
             if version is not None and int(version) > SCHEMA_VERSION
             else "re-run `aucli preprocess` into a new store"
         )
-        raise StoreError(
-            f"{path}: store schema version {found}, but this aucli reads version {SCHEMA_VERSION}; {advice}"
-        )
+        raise StoreError(f"{path}: store schema version {found}, but this aucli reads version {SCHEMA_VERSION}; {advice}")
 
 
 def committed_counts(file) -> tuple[int, int, int]:
@@ -524,7 +520,11 @@ class CorpusStore:
             wanted = {str(s) for s in subjects}
             mask &= np.isin(self.face_subjects(), list(wanted))
         if sources is not None:
-            keys = np.asarray(self.h5["sources"]["key"].asstr()[: self.n_sources], dtype=object) if self.n_sources else np.zeros(0, object)
+            keys = (
+                np.asarray(self.h5["sources"]["key"].asstr()[: self.n_sources], dtype=object)
+                if self.n_sources
+                else np.zeros(0, object)
+            )
             wanted_sources = np.flatnonzero(np.isin(keys, [str(k) for k in sources]))
             mask &= np.isin(self.h5["frames"]["source"][: self.n_faces], wanted_sources)
         return np.flatnonzero(mask)

@@ -54,7 +54,12 @@ def summarize_store(path: str | Path) -> dict[str, Any]:
         for s in done:
             frame_counts[s.subject] += s.n_frames
         subjects = [
-            {"subject": subject, "sources": source_counts[subject], "frames": frame_counts[subject], "faces": face_counts.get(subject, 0)}
+            {
+                "subject": subject,
+                "sources": source_counts[subject],
+                "frames": frame_counts[subject],
+                "faces": face_counts.get(subject, 0),
+            }
             for subject in sorted(source_counts)
         ]
         label_sets = [label_set_stats(store.read_labels(name)) for name in store.label_sets()]
@@ -110,11 +115,22 @@ def render_label_sets(label_sets: list[dict[str, Any]]) -> None:
         console.print("No label sets.")
         return
     sets = Table(title="Label sets", header_style="bold")
-    for column, justify in (("name", "left"), ("format", "left"), ("AUs", "right"), ("labelled faces", "right"), ("intensity", "left"), ("created", "left")):
+    for column, justify in (
+        ("name", "left"),
+        ("format", "left"),
+        ("AUs", "right"),
+        ("labelled faces", "right"),
+        ("intensity", "left"),
+        ("created", "left"),
+    ):
         sets.add_column(column, justify=justify)  # type: ignore[arg-type]
     for item in label_sets:
         sets.add_row(
-            item["name"], item["format"], str(len(item["au_names"])), str(item["labelled_faces"]), "yes" if item["has_intensity"] else "",
+            item["name"],
+            item["format"],
+            str(len(item["au_names"])),
+            str(item["labelled_faces"]),
+            "yes" if item["has_intensity"] else "",
             str(item["created_at"])[:16].replace("T", " "),
         )
     console.print(sets)
@@ -151,13 +167,29 @@ def render_store_summary(summary: dict[str, Any]) -> None:
     nouns = {"video": ("video", "videos"), "image": ("image", "images"), "frames": ("frame folder", "frame folders")}
     kinds = ", ".join(f"{n} {nouns.get(k, (k, k))[n != 1]}" for k, n in sorted(summary["sources"]["by_kind"].items()))
     rows = [
-        ("schema", f"version {summary['schema_version']}, {summary['crop_size']}x{summary['crop_size']} crops, compression {summary['compression']}"),
+        (
+            "schema",
+            f"version {summary['schema_version']}, {summary['crop_size']}x{summary['crop_size']} crops, "
+            f"compression {summary['compression']}",
+        ),
         ("size", _size(summary["size_bytes"])),
         ("created", f"{summary['created_at']} by {summary['created_by']}"),
-        ("sources", f"{summary['sources']['done']} done ({kinds or 'none'})" + (f", {summary['sources']['failed']} failed" if summary["sources"]["failed"] else "")),
+        (
+            "sources",
+            f"{summary['sources']['done']} done ({kinds or 'none'})"
+            + (f", {summary['sources']['failed']} failed" if summary["sources"]["failed"] else ""),
+        ),
         ("subjects", str(len(summary["subjects"]))),
         ("frames", f"{summary['frames']} sampled, {summary['frames_without_face']} without a face"),
-        ("faces", f"{summary['faces']}" + (f" ({summary['faces_off_subject_track']} of other people than the subject)" if summary["faces_off_subject_track"] else "")),
+        (
+            "faces",
+            f"{summary['faces']}"
+            + (
+                f" ({summary['faces_off_subject_track']} of other people than the subject)"
+                if summary["faces_off_subject_track"]
+                else ""
+            ),
+        ),
         ("label sets", ", ".join(s["name"] for s in summary["label_sets"]) or "none"),
         ("predictions", ", ".join(r["name"] for r in summary["predictions"]) or "none"),
         ("audit runs", ", ".join(r["name"] for r in summary["audit"]) or "none"),

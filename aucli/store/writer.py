@@ -65,7 +65,9 @@ class Appender:
         size = self.store.crop_size
         crop = np.asarray(face.crop)
         if crop.shape != (size, size, 3) or crop.dtype != np.uint8:
-            raise StoreError(f"face crop has shape {crop.shape} {crop.dtype}, but the store holds ({size}, {size}, 3) uint8 crops")
+            raise StoreError(
+                f"face crop has shape {crop.shape} {crop.dtype}, but the store holds ({size}, {size}, 3) uint8 crops"
+            )
         k = len(self.meta["frame"])
         self.images[k] = crop
         self.meta["source"].append(source)
@@ -224,7 +226,9 @@ class SourceWriter:
     def commit(self, message: str = "") -> SourceRecord:
         """Finish the source as ``done``; it is durable now or within ``COMMIT_INTERVAL`` seconds."""
         self._check_open()
-        record = self._appender.finish(self.info, "done", self.n_frames, self.row_start, self.noface_start, message, self._started)
+        record = self._appender.finish(
+            self.info, "done", self.n_frames, self.row_start, self.noface_start, message, self._started
+        )
         self._close()
         return record
 
