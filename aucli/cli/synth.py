@@ -96,6 +96,7 @@ def synth(
         "subjects": config.subjects,
         "recordings": len(manifest.recordings),
         "frames": manifest.data["statistics"]["frames"],
+        "rendered": manifest.rendered,
         "render_seconds": round(manifest.render_seconds, 2),
         "noise": manifest.data["noise"],
         "statistics": manifest.data["statistics"],
@@ -122,8 +123,11 @@ def synth(
     console.print(table)
     noise_info = manifest.data["noise"]
     console.print(f"noise {noise_info['mix']}: {noise_info['changed_labels']} label(s) changed {noise_info['by_reason']}")
-    if manifest.render_seconds > 0:
-        console.print(f"rendered in {manifest.render_seconds:.1f} s")
+    kept = len(manifest.recordings) - manifest.rendered
+    console.print(
+        f"rendered {manifest.rendered} recording(s) in {manifest.render_seconds:.1f} s"
+        + (f"; kept {kept} from an earlier run" if kept else "")
+    )
     if contact_sheet is not None:
         console.print(f"contact sheet: {result['contact_sheet']}")
     if store is not None:

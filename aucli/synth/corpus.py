@@ -379,6 +379,8 @@ class CorpusManifest:
     _arrays: dict[str, np.ndarray] | None = field(default=None, repr=False)
     #: seconds spent rendering in the make_corpus call that returned this manifest (0 when loaded)
     render_seconds: float = 0.0
+    #: recordings rendered by that call (the others were kept from an interrupted earlier run)
+    rendered: int = 0
 
     @classmethod
     def load(cls, root: str | Path) -> CorpusManifest:
@@ -586,7 +588,7 @@ def make_corpus(
         "files": {"groundtruth": "groundtruth.npz", "noise_log": "noise_log.csv"},
     }
     write_json(config.out / "manifest.json", data)
-    return CorpusManifest(config.out, data, arrays, render_seconds)
+    return CorpusManifest(config.out, data, arrays, render_seconds, len(todo))
 
 
 #: Label set names a corpus gets in a store: the files as written (noisy) and the exact labels.

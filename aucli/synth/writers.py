@@ -88,7 +88,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 class VideoWriter:
     """H.264 mp4 through PyAV, one RGB frame at a time; the file appears only when closed cleanly.
 
-    Encoded single-threaded with fixed settings, so the same frames give the same bytes.
+    Encoded single-threaded, bit-exact, with fixed settings: the same frames give the same bytes.
     """
 
     def __init__(self, path: Path, size: int, fps: float, *, crf: int = 18) -> None:
@@ -97,7 +97,8 @@ class VideoWriter:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        self.container = av.open(str(self.tmp), mode="w", format="mp4")
+        # bitexact: no encoder version strings or creation times, so the same frames give the same file
+        self.container = av.open(str(self.tmp), mode="w", format="mp4", options={"fflags": "+bitexact"})
         from fractions import Fraction
 
         self.stream = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
