@@ -133,7 +133,7 @@ class ModelConfig(Section):
         default_factory=dict, help="timm create_model keyword overrides, e.g. {depth: 2, embed_dim: 64, num_heads: 2, patch_size: 8}"
     )
     backbone_weights: str | None = option(
-        None, "local backbone weight file (.safetensors, .pth, timm .npz); null: timm hub weights of `backbone`"
+        None, "backbone weights: a local file (.safetensors, .pth, timm .npz), hub, or random; null: hub"
     )
     img_size: int | None = option(None, "input image size (square); null: the backbone's default", min=16, max=4096)
     au_names: list[str] = option(

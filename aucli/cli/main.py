@@ -17,6 +17,7 @@ from aucli import __version__
 
 #: name -> "module:attribute" of the click command. Only commands that work are listed here.
 COMMANDS: dict[str, str] = {
+    "info": "aucli.cli.info:info",
     "preprocess": "aucli.cli.preprocess:preprocess",
     "labels": "aucli.cli.labels:labels",
     "synth": "aucli.cli.synth:synth",

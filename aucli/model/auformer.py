@@ -64,14 +64,17 @@ class AUFormer(nn.Module):
         cfg: the model configuration.
         backbone: an already built timm ViT (e.g. with pretrained weights, see :func:`build_model`);
             None builds ``cfg.backbone`` with random weights.
+        backbone_source: where the backbone's weights came from: "hub", a weight file's path, or
+            "random" (recorded in checkpoints; a "random" backbone is saved with the checkpoint).
     """
 
-    def __init__(self, cfg: ModelConfig, backbone: nn.Module | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, backbone: nn.Module | None = None, *, backbone_source: str = "random") -> None:
         super().__init__()
         vit = backbone if backbone is not None else create_backbone(cfg, weights="random")
         check_backbone(vit, cfg.backbone)
         freeze_backbone(vit)
         self.cfg = cfg
+        self.backbone_source = backbone_source if backbone is not None else "random"
         self.au_names: list[str] = list(cfg.au_names)
         self.backbone = vit
         self.num_prefix_tokens: int = int(vit.num_prefix_tokens)
@@ -213,4 +216,4 @@ def build_model(cfg: ModelConfig, *, weights: str | None = None, device: torch.d
     """
     source = weights if weights is not None else (cfg.backbone_weights or "hub")
     backbone = create_backbone(cfg, weights=source, device=device)
-    return AUFormer(cfg, backbone)
+    return AUFormer(cfg, backbone, backbone_source=source)

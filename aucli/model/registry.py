@@ -1,0 +1,170 @@
+"""The checkpoint registry: ``models/registry.json`` names checkpoints, as data.
+
+An entry says which files make up a checkpoint, their sha256 and size, the backbone, the AU set
+and a model card. :func:`resolve_checkpoint` turns a registry name or a path into the checkpoint's
+files, verifying the registered hashes. aucli never downloads anything: an entry's ``url`` tells a
+person where to fetch the files, which then go beside the registry. Format (``format_version`` 1)::
+
+    {
+      "format_version": 1,
+      "checkpoints": {
+        "NAME": {
+          "files": {"weights": "NAME.safetensors", "config": "NAME.json"},
+          "sha256": {"weights": "<64 hex>", "config": "<64 hex>"},
+          "size": {"weights": 18321536, "config": 2933},
+          "backbone": "vit_base_patch16_224.augreg_in21k",
+          "au_names": ["AU1", "AU2", ...],
+          "card": "cards/NAME.md",
+          "url": "https://... (optional; where a person downloads the files)"
+        }
+      }
+    }
+
+File names are relative to the registry file's folder. The registry in use is
+``$AUCLI_MODELS/registry.json`` when ``AUCLI_MODELS`` is set, else the repository's ``models/``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aucli.errors import ModelError
+from aucli.model.checkpoint import checkpoint_paths, file_sha256, read_checkpoint_metadata
+
+__all__ = [
+    "REGISTRY_FORMAT_VERSION",
+    "RegistryEntry",
+    "default_registry_path",
+    "load_registry",
+    "resolve_checkpoint",
+    "register_checkpoint",
+]
+
+REGISTRY_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """One registered checkpoint; paths are absolute (resolved against the registry's folder)."""
+
+    name: str
+    weights: Path
+    config: Path
+    sha256: dict[str, str]
+    size: dict[str, int]
+    backbone: str
+    au_names: tuple[str, ...]
+    card: Path | None
+    url: str | None
+
+
+def default_registry_path() -> Path:
+    """``$AUCLI_MODELS/registry.json``, else ``<repository>/models/registry.json``."""
+    folder = os.environ.get("AUCLI_MODELS")
+    if folder:
+        return Path(folder) / "registry.json"
+    return Path(__file__).resolve().parents[2] / "models" / "registry.json"
+
+
+def load_registry(path: str | Path | None = None) -> dict[str, RegistryEntry]:
+    """Every entry of the registry at ``path`` (default :func:`default_registry_path`); none if it does not exist."""
+    path = Path(path) if path is not None else default_registry_path()
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelError(f"checkpoint registry {path} is not valid JSON: {error}") from None
+    if not isinstance(data, dict) or data.get("format_version") != REGISTRY_FORMAT_VERSION:
+        found = data.get("format_version") if isinstance(data, dict) else None
+        raise ModelError(f"checkpoint registry {path} has format_version {found!r}; this aucli reads {REGISTRY_FORMAT_VERSION}")
+    entries = {}
+    for name, raw in (data.get("checkpoints") or {}).items():
+        try:
+            entries[name] = RegistryEntry(
+                name=name,
+                weights=path.parent / raw["files"]["weights"],
+                config=path.parent / raw["files"]["config"],
+                sha256={k: str(v) for k, v in raw["sha256"].items()},
+                size={k: int(v) for k, v in raw["size"].items()},
+                backbone=str(raw["backbone"]),
+                au_names=tuple(raw["au_names"]),
+                card=path.parent / raw["card"] if raw.get("card") else None,
+                url=raw.get("url"),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelError(f"checkpoint registry {path}: entry {name!r} is incomplete ({error!r}); see models/README.md for the format") from None
+    return entries
+
+
+def resolve_checkpoint(name_or_path: str | Path, *, registry: str | Path | None = None, verify: bool = True) -> Path:
+    """The checkpoint's ``NAME.json`` path for a file path, a stem, or a registry name.
+
+    A path wins over a registry name. A registered checkpoint's files must be present and (with
+    ``verify``) match the registered size and sha256.
+    """
+    _, meta_path = checkpoint_paths(name_or_path)
+    if meta_path.is_file():
+        return meta_path
+    entries = load_registry(registry)
+    name = str(name_or_path)
+    entry = entries.get(name)
+    if entry is None:
+        registry_path = Path(registry) if registry is not None else default_registry_path()
+        close = difflib.get_close_matches(name, list(entries), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        known = f"registered: {', '.join(sorted(entries))}" if entries else f"the registry {registry_path} lists no checkpoints yet"
+        raise ModelError(f"no checkpoint file {meta_path} and no registry entry named {name!r}{hint} ({known})")
+    for role, path in (("weights", entry.weights), ("config", entry.config)):
+        if not path.is_file():
+            where = f" Download it from {entry.url} into {path.parent}." if entry.url else ""
+            raise ModelError(f"registered checkpoint {name!r}: its {role} file {path} is not present.{where}")
+        if verify:
+            size = path.stat().st_size
+            if role in entry.size and size != entry.size[role]:
+                raise ModelError(f"registered checkpoint {name!r}: {path} has {size} bytes, the registry says {entry.size[role]}")
+            if role in entry.sha256 and file_sha256(path) != entry.sha256[role]:
+                raise ModelError(f"registered checkpoint {name!r}: {path} does not match its registered sha256; the file changed")
+    weights, meta = checkpoint_paths(entry.config)
+    if weights != entry.weights:
+        raise ModelError(f"registered checkpoint {name!r}: weights {entry.weights.name} and config {entry.config.name} must share a stem")
+    return meta
+
+
+def register_checkpoint(
+    path: str | Path, name: str, *, registry: str | Path | None = None, card: str | None = None, url: str | None = None
+) -> RegistryEntry:
+    """Add (or replace) registry entry ``name`` for the checkpoint at ``path``.
+
+    The checkpoint's files must lie in the registry's folder (entries are relative to it). The
+    registry file is rewritten atomically.
+    """
+    registry_path = Path(registry) if registry is not None else default_registry_path()
+    weights, config = checkpoint_paths(path)
+    meta = read_checkpoint_metadata(path)
+    folder = registry_path.parent.resolve()
+    for file in (weights, config):
+        if file.resolve().parent != folder:
+            raise ModelError(f"{file} must lie in the registry's folder {folder} (entries name files relative to it)")
+    if registry_path.is_file():
+        data: dict[str, Any] = json.loads(registry_path.read_text(encoding="utf-8"))
+    else:
+        data = {"format_version": REGISTRY_FORMAT_VERSION, "checkpoints": {}}
+    data.setdefault("checkpoints", {})[name] = {
+        "files": {"weights": weights.name, "config": config.name},
+        "sha256": {"weights": file_sha256(weights), "config": file_sha256(config)},
+        "size": {"weights": weights.stat().st_size, "config": config.stat().st_size},
+        "backbone": meta["recipe"]["model"]["backbone"],
+        "au_names": list(meta["au_names"]),
+        **({"card": card} if card else {}),
+        **({"url": url} if url else {}),
+    }
+    temporary = registry_path.with_name(f".{registry_path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, registry_path)
+    return load_registry(registry_path)[name]
