@@ -59,6 +59,11 @@ def test_bp4d_layout_files_and_manifest(bp4d: CorpusManifest) -> None:
     assert subjects["F001"]["identity"]["skin"] != subjects["M011"]["identity"]["skin"]
     # official BP4D partitions: F001 is in P1, M011 in P2
     assert subjects["F001"]["partition"] == 0 and subjects["M011"]["partition"] == 1
+    # occurrence calibrated on the corpus: BP4D's rates up to one frame's worth
+    frames = arrays["levels"].shape[0]
+    for au, rate in bp4d.data["statistics"]["occurrence"].items():
+        assert abs(rate - bp4d.data["statistics"]["target"][au]) <= 1.0 / frames + 1e-4, au
+        assert rate == pytest.approx(float((arrays["levels"][:, AUS.index(au)] >= 1).mean()), abs=1e-4)
     loaded = CorpusManifest.load(root)
     assert loaded.data == json.loads((root / "manifest.json").read_text())
 

@@ -148,13 +148,9 @@ class RecordingPlan:
     clean_labels: tuple[str, ...]  # the same format with the exact labels
 
 
-def _subject_style(layout: Layout) -> Literal["bp4d", "disfa", "casme2"]:
-    return layout
-
-
 def plan_recordings(config: CorpusConfig) -> list[RecordingPlan]:
     """The recordings of a corpus, in manifest order."""
-    ids = subject_ids(config.subjects, style=_subject_style(config.layout))
+    ids = subject_ids(config.subjects, style=config.layout)
     plans: list[RecordingPlan] = []
     for s, subject in enumerate(ids):
         if config.layout == "bp4d":
@@ -209,7 +205,31 @@ def _timeline_model(tasks: tuple[str, ...], fps: float) -> TimelineModel:
     return TimelineModel(tasks, fps=fps)
 
 
-def _render_recording(settings: dict[str, Any], out: str, plan: RecordingPlan, fingerprint: str) -> dict[str, Any]:
+def _propensity(settings: dict[str, Any], plan: RecordingPlan, rng_time: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A recording's latent AU propensities (the first draws of its timeline stream)."""
+    model = _timeline_model(tuple(settings["tasks"]), settings["fps"])
+    effects = model.subject_effects(np.random.default_rng([settings["seed"], 1, plan.subject_index]))
+    tasks = list(plan.tasks)
+    if len(tasks) > 1:
+        tasks = [tasks[i] for i in rng_time.permutation(len(tasks))]
+    return model.propensity(rng_time, settings["frames"], tasks if len(tasks) > 1 else tasks[0], effects)
+
+
+def _streams(seed: int, plan: RecordingPlan) -> list[np.random.Generator]:
+    """Independent random streams of one recording: timeline, nuisance, scene, noise."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 2, plan.subject_index, plan.local_index]).spawn(4)]
+
+
+def calibrated_thresholds(settings: dict[str, Any], plans: Sequence[RecordingPlan]) -> list[float] | None:
+    """Per-AU thresholds that give the corpus exactly the target rates (None for micro clips)."""
+    if settings["layout"] == "casme2":
+        return None
+    model = _timeline_model(tuple(settings["tasks"]), settings["fps"])
+    propensities = [_propensity(settings, plan, _streams(settings["seed"], plan)[0])[0] for plan in plans]
+    return [round(float(t), 12) for t in model.calibrate(propensities)]
+
+
+def _render_recording(settings: dict[str, Any], out: str, plan: RecordingPlan, fingerprint: str, thresholds: list[float] | None) -> dict[str, Any]:
     """Render one recording, write its media, label files and part files; return its part record."""
     from aucli.synth.render import Framing
     from aucli.synth.scene import compose_frame, sample_nuisance, sample_scene
@@ -220,18 +240,14 @@ def _render_recording(settings: dict[str, Any], out: str, plan: RecordingPlan, f
     n = settings["frames"]
     mix = NoiseMix.parse(settings["noise"])
     identity = subject_identity(seed, plan.subject_index, plan.subject)
-    streams = np.random.SeedSequence([seed, 2, plan.subject_index, plan.local_index]).spawn(4)
-    rng_time, rng_nuisance, rng_scene, rng_noise = (np.random.default_rng(s) for s in streams)
+    rng_time, rng_nuisance, rng_scene, rng_noise = _streams(seed, plan)
     micro: MicroEvent | None = None
     if layout == "casme2":
         timeline, micro = sample_micro_clip(rng_time, n, fps=fps)
     else:
         model = _timeline_model(tuple(settings["tasks"]), fps)
-        effects = model.subject_effects(np.random.default_rng([seed, 1, plan.subject_index]))
-        tasks = list(plan.tasks)
-        if len(tasks) > 1:
-            tasks = [tasks[i] for i in rng_time.permutation(len(tasks))]
-        timeline = model.sample(rng_time, n, tasks if len(tasks) > 1 else tasks[0], effects, expressivity=identity.expressivity)
+        z, factors = _propensity(settings, plan, rng_time)
+        timeline = model.timeline(rng_time, z, factors, expressivity=identity.expressivity, thresholds=np.asarray(thresholds))
     still = layout == "casme2"  # CASME II participants were asked to keep still
     nuisance = sample_nuisance(
         rng_nuisance, n, identity, fps=fps, size=size,
@@ -500,12 +516,13 @@ def make_corpus(
                 continue
         todo.append(plan)
     started = time.perf_counter()
+    thresholds = calibrated_thresholds(settings, plans)
     done = len(records)
     if progress:
         progress(done, len(plans))
     if config.workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=config.workers) as pool:
-            futures = [pool.submit(_render_recording, settings, str(config.out), plan, fingerprint) for plan in todo]
+            futures = [pool.submit(_render_recording, settings, str(config.out), plan, fingerprint, thresholds) for plan in todo]
             for plan, future in zip(todo, futures):
                 records[plan.id] = future.result()
                 done += 1
@@ -513,7 +530,7 @@ def make_corpus(
                     progress(done, len(plans))
     else:
         for plan in todo:
-            records[plan.id] = _render_recording(settings, str(config.out), plan, fingerprint)
+            records[plan.id] = _render_recording(settings, str(config.out), plan, fingerprint, thresholds)
             done += 1
             if progress:
                 progress(done, len(plans))
@@ -553,7 +570,7 @@ def make_corpus(
     if config.layout == "casme2":
         atomic_write_text(config.out / "CASME2" / "CASME2-coding.csv", casme2_sheet(sheet_rows))
         atomic_write_text(config.out / "CASME2" / "CASME2-coding-clean.csv", casme2_sheet(clean_sheet_rows))
-    ids = subject_ids(config.subjects, style=_subject_style(config.layout))
+    ids = subject_ids(config.subjects, style=config.layout)
     partitions, protocol_source = _partitions(config, ids)
     partition_of = {s: k for k, p in enumerate(partitions) for s in p}
     subjects = []
@@ -581,6 +598,12 @@ def make_corpus(
             "pose": "degrees; yaw > 0 turns the face towards the image right, pitch > 0 lifts the chin, roll > 0 is clockwise",
         },
         "protocol": {"source": protocol_source, "partitions": partitions},
+        "calibration": None
+        if thresholds is None
+        else {
+            "note": "per-AU thresholds on the latent propensity, set so that this corpus's clean occurrence rates equal the targets",
+            "thresholds": {au_name(au): t for au, t in zip(SYNTH_AUS, thresholds)},
+        },
         "subjects": subjects,
         "recordings": recordings,
         "statistics": _statistics(arrays["levels"], arrays["noisy_levels"]),

@@ -235,13 +235,26 @@ class TimelineModel:
         return level + within * wiggle
 
     def sample(
-        self, rng: np.random.Generator, n_frames: int, task: str | Sequence[str], subject_effects: np.ndarray, *, expressivity: float = 1.0
+        self,
+        rng: np.random.Generator,
+        n_frames: int,
+        task: str | Sequence[str],
+        subject_effects: np.ndarray,
+        *,
+        expressivity: float = 1.0,
+        thresholds: np.ndarray | None = None,
     ) -> Timeline:
         """One recording of ``n_frames`` frames for a subject with ``subject_effects``.
 
         ``task``: one task, or several in sequence (equal segments, means blended over 1 s), as in
-        a DISFA-like recording that walks through several stimuli.
+        a DISFA-like recording that walks through several stimuli. ``thresholds`` (n_aus,)
+        replaces the model's (see :meth:`calibrate`).
         """
+        z, factors = self.propensity(rng, n_frames, task, subject_effects)
+        return self.timeline(rng, z, factors, expressivity=expressivity, thresholds=thresholds)
+
+    def propensity(self, rng: np.random.Generator, n_frames: int, task: str | Sequence[str], subject_effects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The latent AU propensities ``z`` (n_frames, n_aus) and factors (n_frames, n_factors)."""
         tasks = [task] if isinstance(task, str) else list(task)
         for t in tasks:
             if t not in self.task_means:
@@ -260,8 +273,14 @@ class TimelineModel:
             means = np.stack([np.convolve(padded[:, k], kernel, mode="valid") for k in range(n_f)], 1)
         factors = np.stack([self._process(rng, n_frames, subject_effects[k]) for k in range(n_f)], 1) + means
         own = np.stack([self._process(rng, n_frames, subject_effects[n_f + k]) for k in range(len(SYNTH_AUS))], 1)
-        z = factors @ self.loadings.T + own * self.unique[None]
-        excess = z - self.thresholds[None]
+        return factors @ self.loadings.T + own * self.unique[None], factors
+
+    def timeline(
+        self, rng: np.random.Generator, z: np.ndarray, factors: np.ndarray, *, expressivity: float = 1.0, thresholds: np.ndarray | None = None
+    ) -> Timeline:
+        """Intensities and levels from propensities: occurrence where ``z`` exceeds the threshold."""
+        limits = self.thresholds if thresholds is None else np.asarray(thresholds, np.float64)
+        excess = z - limits[None]
         s = self.intensity_scale * float(np.clip(1.0 / expressivity, 0.7, 1.4))
         shift = s * math.log(1 / 0.9)  # c = 0.5 exactly at the threshold
         nominal = np.where(excess > -shift, 5.0 * (1.0 - np.exp(-(excess + shift) / s)), 0.0)
@@ -271,6 +290,17 @@ class TimelineModel:
         asym = np.clip(rng.normal(0.0, 0.07, len(SYNTH_AUS)), -0.2, 0.2)
         intensity = np.stack([nominal * (1 + asym), nominal * (1 - asym)], 2)
         return Timeline(np.clip(intensity, 0, 5).astype(np.float32), levels, factors.astype(np.float32))
+
+    def calibrate(self, propensities: Sequence[np.ndarray]) -> np.ndarray:
+        """Thresholds (n_aus,) that give the target rates exactly on these recordings' frames.
+
+        A corpus of a few dozen recordings lands several points off the targets by chance (each
+        recording holds only a few independent stretches of its slow processes); setting each
+        threshold at the (1 - rate) quantile of the corpus's own propensities removes that error
+        while keeping every co-occurrence, time course and subject difference.
+        """
+        z = np.concatenate([np.asarray(p, np.float64) for p in propensities])
+        return np.array([float(np.quantile(z[:, k], 1.0 - self.rates[au])) for k, au in enumerate(SYNTH_AUS)])
 
 
 # ------------------------------------------------------------------------------------ micro

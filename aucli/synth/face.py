@@ -295,6 +295,10 @@ class FaceModel:
         ear_colour = skin * np.array([1.02, 0.9, 0.88], np.float32) * (1 - 0.35 * ear_shade)[..., None]
         albedo = albedo * face[..., None] + ear_colour * (ear_mask * (1 - face))[..., None]
         hair_mask = self._hair_mask(painter)
+        # ragged, strand-like edges instead of a clean cut
+        edge = np.clip(4.0 * hair_mask * (1.0 - hair_mask), 0.0, 1.0)
+        wisps = _smooth_noise(rng, (h, w), 0.4)
+        hair_mask = np.clip(hair_mask + 0.45 * edge * wisps, 0.0, 1.0)
         hair_colour = np.asarray(i.hair_colour, np.float32)
         strands = _smooth_noise(rng, (h, w), 0.25)
         strands = cv2.GaussianBlur(strands, (1, 0), sigmaX=0.2, sigmaY=0.045 * r) if r > 20 else strands
@@ -405,7 +409,7 @@ class FaceModel:
             ]
         )
         if style == "long":
-            outer = np.vstack([outer[:-1], [(-fw - 0.15, i.eye_y + 0.3), (-fw - 0.2, 0.9), (-fw - 0.05, 1.25), (-fw + 0.1, 1.2), (-fw + 0.02, 0.55), (-fw + 0.02, i.eye_y + 0.1)]])
+            outer = np.vstack([outer[:-1], [(-fw - 0.2, i.eye_y + 0.3), (-fw - 0.28, 0.85), (-fw - 0.2, 1.3), (-fw + 0.12, 1.3), (-fw + 0.05, 0.55), (-fw + 0.03, i.eye_y + 0.1)]])
         loop = np.vstack([outer, _mirror(outer)[::-1][:-1]])
         if style == "curly":
             theta = np.linspace(0, 2 * np.pi, len(loop), endpoint=False)
@@ -428,12 +432,12 @@ class FaceModel:
         if style == "long":  # the curtains stay in front of the ears, beside the face
             sides = painter.new()
             for m in (1.0, -1.0):
-                band = np.array([(-fw - 0.2, i.eye_y - 0.2), (-fw + 0.05, i.eye_y - 0.2), (-fw + 0.04, 1.3), (-fw - 0.2, 1.3)])
+                band = np.array([(-fw - 0.3, i.eye_y - 0.2), (-fw + 0.07, i.eye_y - 0.2), (-fw + 0.06, 1.35), (-fw - 0.3, 1.35)])
                 band[:, 0] *= m
                 painter.fill(sides, [band])
             remove = cv2.bitwise_and(remove, cv2.bitwise_not(cv2.bitwise_and(sides, cv2.bitwise_not(outline_mask))))
         mask = cv2.subtract(mask, remove)
-        return painter.down(mask, blur=0.006)
+        return painter.down(mask, blur=0.012)
 
     # ----------------------------------------------------------------------------------- glasses
     def _glasses(self, painter: _Painter) -> np.ndarray:

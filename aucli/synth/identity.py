@@ -173,7 +173,7 @@ def sample_identity(rng: np.random.Generator, subject: str, *, sex: Literal["F",
     face_width = u(0.66, 0.80) + (0.02 if male else 0.0)
     jaw_width = face_width * u(0.70, 0.90) + (0.03 if male else 0.0)
     skin = _lerp_palette(SKIN_PALETTE, float(rng.beta(1.3, 1.3)))
-    skin = skin * np.exp(rng.normal(0, 0.035, 3))
+    skin = skin * np.exp(rng.normal(0, 0.02, 3))
     hair_colour = np.asarray(_HAIR_COLOURS[int(rng.integers(len(_HAIR_COLOURS)))])
     age = float(rng.beta(1.6, 3.0))
     if age > 0.65 and rng.random() < 0.6:

@@ -27,10 +27,7 @@ import numpy as np
 from aucli.synth.face import X_EXTENT, Y_TOP, Canvas, FaceModel, below_weight
 from aucli.synth.facs import AU_EFFECTS, SYNTH_AUS
 
-__all__ = ["Light", "Pose", "Framing", "FaceRenderer", "rotation", "ARCFACE_5"]
-
-#: Landmark order: image-left eye, image-right eye, nose tip, image-left and image-right mouth corner.
-ARCFACE_5 = ("eye_left", "eye_right", "nose", "mouth_left", "mouth_right")
+__all__ = ["Light", "Pose", "Framing", "FaceRenderer", "rotation"]
 
 
 @dataclass(frozen=True)
@@ -82,11 +79,6 @@ def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
     rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
     return rz @ rx @ ry
-
-
-def _smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3 - 2 * x)
 
 
 @dataclass
@@ -207,6 +199,9 @@ class FaceRenderer:
         blink: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Premultiplied RGBA canvas (H, W, 4) float32 and the 5 landmarks (5, 2) in face units.
+
+        Landmarks in ArcFace order: image-left eye, image-right eye, nose tip, image-left and
+        image-right mouth corner (as moved by the AUs).
 
         ``intensity`` (n_aus, 2): AU intensity 0..5 per side (columns: subject's right, left), in
         :data:`~aucli.synth.facs.SYNTH_AUS` order. ``rot`` the head rotation (for the lighting).

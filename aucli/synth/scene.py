@@ -172,7 +172,7 @@ def sample_scene(rng: np.random.Generator, identity: Identity, size: int, *, fra
         ambient=float(rng.uniform(0.3, 0.55)),
         diffuse=float(rng.uniform(0.5, 0.8)),
         specular=float(rng.uniform(0.03, 0.12)),
-        colour=tuple(float(v) for v in np.clip(np.exp(rng.normal(0, 0.05, 3)), 0.8, 1.2)),  # type: ignore[arg-type]
+        colour=tuple(float(v) for v in np.clip(np.exp(rng.normal(0, 0.03, 3)), 0.9, 1.1)),  # type: ignore[arg-type]
     )
     bank = rng.standard_normal((3, size + 16, size + 16, 3)).astype(np.float32)
     return Scene(
@@ -183,7 +183,7 @@ def sample_scene(rng: np.random.Generator, identity: Identity, size: int, *, fra
         gain=float(rng.uniform(0.85, 1.2)),
         contrast=float(rng.uniform(0.85, 1.15)),
         gamma=float(rng.uniform(0.85, 1.15)),
-        cast=np.exp(rng.normal(0, 0.04, 3)).astype(np.float32),
+        cast=np.exp(rng.normal(0, 0.025, 3)).astype(np.float32),
         noise_sigma=float(rng.uniform(0.004, 0.025)),
         blur_sigma=float(rng.uniform(0.0, 0.6) * size / 224),
         noise_bank=bank,
