@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import numpy as np
 import pytest
 from store_fixtures import add_source, source_info
@@ -70,3 +71,27 @@ def test_rendered_tables(store, capsys) -> None:
 def test_summary_of_something_that_is_not_a_store(tmp_path) -> None:
     with pytest.raises(StoreError, match="no such store"):
         summarize_store(tmp_path / "missing.h5")
+
+
+def test_aucli_info_store_end_to_end(store, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from aucli.cli.main import cli
+
+    runner = CliRunner(env={"COLUMNS": "200"})
+    result = runner.invoke(cli, ["info", str(store)])
+    assert result.exit_code == 0, result.output
+    for text in ("2 done (2 videos), 1 failed", "Subjects", "0.444 (4/9)", "fold1", "round1"):
+        assert text in result.stdout, text
+    data = json.loads(runner.invoke(cli, ["info", str(store), "--json"]).stdout)
+    assert data["faces"] == 21 and data["label_sets"][0]["name"] == "human"
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.attrs["aucli_store"] = "corpus"
+        f.attrs["schema_version"] = 0
+    result = runner.invoke(cli, ["info", str(other)])
+    assert result.exit_code == 1
+    assert (
+        f"Error: {other}: store schema version 0, but this aucli reads version 1; re-run `aucli preprocess` into a new store"
+        in (result.output)
+    )
