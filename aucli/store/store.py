@@ -166,6 +166,8 @@ def _open_h5(path: Path, mode: str):
                 f"{path}: this filesystem does not support HDF5 file locking ({error}); "
                 "set HDF5_USE_FILE_LOCKING=FALSE and make sure only one process writes the store"
             ) from None
+        if mode in ("w", "w-") and error.errno:
+            raise StoreError(f"cannot create {path}: {os.strerror(error.errno)}") from None
         if "signature" in str(error) or "not an hdf5" in str(error).lower():
             raise StoreError(f"{path}: not an aucli store (not an HDF5 file)") from None
         raise StoreError(f"{path}: cannot be opened as an aucli store ({error})") from None
