@@ -202,6 +202,12 @@ def test_runs_are_written_atomically(store_path) -> None:
         assert np.array_equal(run.arrays["probs"], probs) and run.arrays["au_names"].tolist() == ["AU1", "AU2", "AU4"]
         assert run.attrs["params"] == {"batch": 8, "thresholds": [0.5, 0.4]} and run.attrs["n_faces"] == 118
         assert store.read_run("audit", "a1").arrays["score"].tolist() == [0, 1, 2, 3]
+    with open_store(store_path, "a") as store:
+        store.rename_run("audit", "a1", "round1")
+        store.delete_run("predictions", "fold1")
+        assert store.runs("audit") == ["round1"] and store.runs("predictions") == []
+        with pytest.raises(StoreError, match=r"no predictions run 'fold1' .*the store has none"):
+            store.read_run("predictions", "fold1")
         with pytest.raises(UsageError, match="run kind must be one of predictions, audit"):
             store.runs("labels")
 

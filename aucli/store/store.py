@@ -316,29 +316,6 @@ class CorpusStore:
             raise
         return store
 
-    @classmethod
-    def open_or_create(
-        cls,
-        path: str | Path,
-        *,
-        crop_size: int = DEFAULT_CROP_SIZE,
-        compression: str = "none",
-        root: str | Path | None = None,
-        preprocess: Mapping[str, Any] | None = None,
-    ) -> CorpusStore:
-        """Open ``path`` for appending, or create it; an existing store must hold ``crop_size`` crops."""
-        path = check_output_path(path)
-        if not path.exists():
-            return cls.create(path, crop_size=crop_size, compression=compression, root=root, preprocess=preprocess)
-        store = cls.open(path, "a")
-        if store.crop_size != int(crop_size):
-            store.close()
-            raise StoreError(
-                f"{path}: holds {store.crop_size}x{store.crop_size} crops, but --crop-size is {crop_size}; "
-                f"use --crop-size {store.crop_size} or another --out"
-            )
-        return store
-
     def close(self) -> None:
         """Abort a source still being written, make finished ones durable, close the file."""
         if self._file is not None:
@@ -420,11 +397,6 @@ class CorpusStore:
     def attrs(self) -> dict[str, Any]:
         """Root attributes (schema version, crop size, creation, preprocess options...)."""
         return read_attrs(self.h5)
-
-    def set_root(self, root: str | Path) -> None:
-        """Record the folder source keys are relative to (set once, by the first preprocess run)."""
-        self._require_writable()
-        self.h5.attrs["root"] = Path(root).as_posix()
 
     # -- sources -----------------------------------------------------------------------------------
 
