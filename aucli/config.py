@@ -91,6 +91,15 @@ def _parse_dilations(value: Any) -> tuple[int, ...]:
 class Section:
     """Base of every config section: ``from_dict`` (validated, defaults fill gaps) and ``to_dict``."""
 
+    def __post_init__(self) -> None:
+        # Fields with a parser accept the same spellings in the constructor as in a recipe
+        # (ModelConfig(au_names="bp4d")); parsers are idempotent on already parsed values.
+        for spec in dataclasses.fields(self):
+            parse = spec.metadata.get("parse")
+            value = getattr(self, spec.name)
+            if parse is not None and value is not None:
+                setattr(self, spec.name, parse(value))
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, prefix: str = "") -> Any:
         return build_section(cls, data, prefix or _SECTION_PREFIX.get(cls.__name__, ""))
@@ -120,6 +129,7 @@ class MoKEConfig(Section):
     scale: float = option(1.0, "scale s of the experts' mean output added to the residual stream", min=0.0, max=100.0)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.dilations):
             raise UsageError(f"model.moke.dilations must be positive integers (found {list(self.dilations)})")
 
@@ -149,6 +159,7 @@ class ModelConfig(Section):
     grad_checkpointing: bool = option(False, "recompute each block in the backward pass (saves memory, costs ~30% time)")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         overrides = self.backbone_overrides
         if "img_size" in overrides:
             raise UsageError("set the image size with model.img_size, not model.backbone_overrides.img_size")
@@ -178,6 +189,7 @@ class LossConfig(Section):
     dice: bool = option(True, "add the weighted dice (WDI) term")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if any(g < 0 for g in self.gamma_tiers):
             raise UsageError(f"loss.gamma_tiers must be >= 0 (found {list(self.gamma_tiers)})")
         if self.gammas is not None:

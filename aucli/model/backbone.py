@@ -4,11 +4,13 @@ Weights come from one of three sources:
 
 - ``"hub"``: timm's pretrained weights for the model name (Hugging Face hub or timm's URL),
   read from the local cache when offline;
-- a local file: ``.safetensors`` or ``.pth``/``.pt``/``.bin`` (a plain state dict, loaded with
-  ``weights_only=True``), or timm's own ``.npz`` (Google's JAX format, through the model's loader);
+- a local file: ``.safetensors`` or ``.pth``/``.pt``/``.bin`` (a plain state dict, read with
+  ``weights_only=True``, passed through timm's ViT checkpoint filter, which also resamples the
+  position embedding to another image size), or timm's ``.npz`` (Google's JAX format, through the
+  model's own loader);
 - ``"random"``: timm's random init (tests, parameter counting).
 
-Offline, a missing hub weight fails at once with a :class:`ModelError` that says what to do. When
+Every source loads strictly: all backbone tensors must come from it. Offline, a missing hub weight fails at once with a :class:`ModelError` that says what to do. When
 ``HF_HUB_OFFLINE`` is not set and the hub host does not answer a short socket probe, offline mode is
 switched on (for this process) before timm is asked, so it never waits on retries.
 """
@@ -63,6 +65,8 @@ def backbone_kwargs(cfg: ModelConfig) -> dict[str, Any]:
 def create_backbone(cfg: ModelConfig, *, weights: str = "random", device: torch.device | str | None = None) -> nn.Module:
     """Build ``cfg.backbone`` with timm, load ``weights`` ("hub", "random" or a file path), check and freeze it.
 
+    Weights load strictly: every backbone tensor must come from them (timm itself loads non-strictly
+    when the classifier differs, which would let a file of another depth load half-way, silently).
     ``device="meta"`` builds it without memory (parameter counting); weights are then not loaded.
     """
     import timm
@@ -75,33 +79,85 @@ def create_backbone(cfg: ModelConfig, *, weights: str = "random", device: torch.
         raise ModelError(f"unknown timm backbone {name!r}{hint}")
     kwargs = backbone_kwargs(cfg)
     meta = device is not None and torch.device(device).type == "meta"
-    if meta or weights == "random":
-        pretrained, overlay = False, None
-    elif weights == "hub":
+    source = "random" if meta else weights
+    file = None
+    if source == "hub":
         _check_hub_weights(name)
-        pretrained, overlay = True, None
-    else:
-        pretrained, overlay = True, _file_overlay(Path(weights))
+        # Build with the pretrained classifier's size so that timm loads strictly, then drop the classifier.
+        kwargs["num_classes"] = int(timm.models.get_pretrained_cfg(name).num_classes or 0)
+    elif source != "random":
+        file = _weight_file(Path(source))
     try:
         with torch.device(device) if device is not None else contextlib.nullcontext():
-            if overlay is None:
-                vit = timm.create_model(name, pretrained=pretrained, **kwargs)
-            else:
-                vit = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+            vit = timm.create_model(name, pretrained=source == "hub", **kwargs)
     except TypeError as error:
+        with torch.device("meta"):
+            bare = timm.create_model(name, pretrained=False)
+        check_backbone(bare, name)  # a non-ViT is named as such
         raise ModelError(
             f"timm could not build {name!r} with {kwargs}: {error}. aucli needs a timm VisionTransformer "
             "(vit_*, deit_*) and overrides it accepts (depth, embed_dim, num_heads, patch_size, ...)"
         ) from None
     except (RuntimeError, OSError, ValueError, KeyError) as error:
-        if not pretrained:
+        if source != "hub":
             raise
-        source = weights if overlay is not None else f"the hub weights of {name!r}"
-        raise ModelError(f"could not load {source} into {name!r}: {_first_line(error)}. {_WHAT_TO_DO}") from None
+        if isinstance(error, RuntimeError) and "state_dict" in str(error):
+            raise ModelError(
+                f"the hub weights of {name!r} do not fit it with the overrides {_overrides_text(cfg)}: {_short(error)}; "
+                "drop the overrides that change the architecture, or use backbone_weights: random"
+            ) from None
+        raise ModelError(f"could not load the hub weights of {name!r}: {_short(error)}. {_WHAT_TO_DO.replace('NAME', name)}") from None
     check_backbone(vit, name)
+    if source == "hub" and kwargs["num_classes"]:
+        vit.reset_classifier(0)
+    if file is not None:
+        _load_weight_file(vit, file, cfg)
     _use_fused_attention(vit)
     freeze_backbone(vit)
     return vit
+
+
+def _load_weight_file(vit: nn.Module, path: Path, cfg: ModelConfig) -> None:
+    """Load a .safetensors/.pth state dict (through timm's ViT checkpoint filter) or Google's .npz, strictly."""
+    where = f"{path} into {cfg.backbone!r} {_overrides_text(cfg)}".rstrip()
+    if path.suffix.lower() == ".npz":
+        try:
+            vit.load_pretrained(str(path))
+        except (RuntimeError, OSError, ValueError, KeyError) as error:
+            raise ModelError(f"could not load {where}: {_first_line(error)}. {_FILE_HINT}") from None
+        return
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # safetensors and torch raise several types for a damaged file
+        raise ModelError(f"{path} is not a readable {path.suffix} weight file: {_first_line(error)}") from None
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{path} does not hold a state dict of tensors. {_FILE_HINT}")
+    classifiers = vit.pretrained_cfg.get("classifier") or ()
+    classifiers = (classifiers,) if isinstance(classifiers, str) else tuple(classifiers)
+    try:
+        state = checkpoint_filter_fn(state, vit)
+        state = {k: v for k, v in state.items() if k.rsplit(".", 1)[0] not in classifiers}
+        missing, unexpected = vit.load_state_dict(state, strict=False)
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise ModelError(f"could not load {where}: {_short(error)}. {_FILE_HINT}") from None
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(missing[:3])}" + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")] if missing else []) + (
+            [f"unexpected {', '.join(unexpected[:3])}" + (f" and {len(unexpected) - 3} more" if len(unexpected) > 3 else "")] if unexpected else []
+        )
+        raise ModelError(f"could not load {where}: {'; '.join(parts)}. {_FILE_HINT}")
+
+
+_FILE_HINT = "The file must hold weights of this architecture (a timm state dict as .safetensors/.pth, or Google's .npz)"
 
 
 _WHAT_TO_DO = (
@@ -109,6 +165,12 @@ _WHAT_TO_DO = (
     "weights once on a machine with network (python -c \"import timm; timm.create_model('NAME', "
     "pretrained=True)\") and copy its Hugging Face cache (~/.cache/huggingface) here"
 )
+
+
+def _overrides_text(cfg: ModelConfig) -> str:
+    """``(depth=2, img_size=32)``: the architecture overrides of ``cfg``, or an empty string."""
+    items = dict(cfg.backbone_overrides, **({"img_size": cfg.img_size} if cfg.img_size is not None else {}))
+    return "(" + ", ".join(f"{k}={v}" for k, v in items.items()) + ")" if items else ""
 
 
 def check_backbone(vit: nn.Module, name: str = "the backbone") -> None:
@@ -145,15 +207,13 @@ def _use_fused_attention(vit: nn.Module) -> None:
             block.attn.fused_attn = True
 
 
-def _file_overlay(path: Path) -> dict[str, Any]:
+def _weight_file(path: Path) -> Path:
     if not path.is_file():
         raise ModelError(f"backbone weight file not found: {path}")
     suffix = path.suffix.lower()
     if suffix not in WEIGHT_SUFFIXES:
         raise ModelError(f"backbone weight file {path} has suffix {suffix!r}; expected one of {', '.join(WEIGHT_SUFFIXES)}")
-    # .npz is Google's JAX format: only the model's own loader reads it (custom_load). Every other
-    # file is a state dict that timm loads (safetensors, or torch.load with weights_only=True).
-    return dict(file=str(path), custom_load=suffix == ".npz")
+    return path
 
 
 # ------------------------------------------------------------------------- offline handling
@@ -251,6 +311,12 @@ def _check_hub_weights(name: str) -> None:
 
 def _env_true(key: str) -> bool:
     return os.environ.get(key, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _short(error: BaseException, limit: int = 300) -> str:
+    """The error's message on one line, at most ``limit`` characters."""
+    text = " ".join(str(error).split()).rstrip(".")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _first_line(error: BaseException) -> str:
