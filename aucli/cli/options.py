@@ -34,3 +34,97 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
+
+
+#: Face detection, sampling and cropping options shared by ``preprocess`` and ``predict`` (the
+#: parameter names are those of :func:`face_options_from`).
+_FACE_OPTIONS = (
+    click.option(
+        "--detector",
+        type=click.Choice(("auto", "centerface", "insightface", "none")),
+        default="auto",
+        show_default=True,
+        help="Face detector; none for already cropped, aligned faces (resize only).",
+    ),
+    click.option(
+        "--detector-models",
+        type=click.Path(exists=True),
+        help="insightface models: an .onnx file, a pack folder or a folder of packs.",
+    ),
+    click.option("--every", type=int, default=1, show_default=True, help="Keep every N-th frame."),
+    click.option("--fps", type=float, help="Keep about F frames per second of video (instead of --every)."),
+    click.option("--max-faces", type=int, default=1, show_default=True, help="Most faces kept per frame (largest/central)."),
+    click.option(
+        "--select",
+        type=click.Choice(("largest", "central", "all")),
+        default="largest",
+        show_default=True,
+        help="Which faces to keep; the first ranked face is the subject (track 0), which labels attach to.",
+    ),
+    click.option("--crop-size", type=int, default=256, show_default=True, help="Side of the aligned face crop, pixels."),
+    click.option(
+        "--margin", type=float, default=0.25, show_default=True, help="Alignment margin around the face (keeps brows and chin)."
+    ),
+    click.option(
+        "--detect-width", type=int, default=320, show_default=True, help="Detect on frames downscaled to this width (0: full size)."
+    ),
+    click.option(
+        "--detect-every", type=int, default=2, show_default=True, help="Detect on every k-th frame, interpolating landmarks between."
+    ),
+    click.option("--min-score", type=float, default=0.5, show_default=True, help="Minimum detector score."),
+)
+
+
+def face_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the face options (``--detector`` ... ``--min-score``) to a command, in this order."""
+    for option in reversed(_FACE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def face_options_from(
+    *,
+    detector: str,
+    detector_models: str | None,
+    every: int,
+    fps: float | None,
+    max_faces: int,
+    select: str,
+    crop_size: int,
+    margin: float,
+    detect_width: int,
+    detect_every: int,
+    min_score: float,
+    device: str = "cpu",
+):
+    """The :class:`aucli.faces.pipeline.FaceOptions` of the values of :func:`face_options`."""
+    from aucli.faces.pipeline import FaceOptions
+
+    return FaceOptions(
+        detector=detector,
+        models_dir=detector_models,
+        crop_size=crop_size,
+        margin=margin,
+        detect_width=detect_width or None,
+        detect_every=detect_every,
+        max_faces=max_faces,
+        select=select,  # type: ignore[arg-type]
+        every=every,
+        fps=fps,
+        threshold=min_score,
+        device=device,
+    )
+
+
+def detector_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when onnxruntime has its CUDA provider, else ``cpu``; cpu/cuda as given."""
+    from aucli.errors import UsageError
+
+    value = device.lower()
+    if value == "auto":
+        import onnxruntime
+
+        return "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
+    if value == "cpu" or value.startswith("cuda"):
+        return value
+    raise UsageError(f"detector device must be auto, cpu or cuda, got {device!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aucli.cli.options import echo_json, json_option
+from aucli.cli.options import echo_json, face_options, json_option
 
 LABEL_FORMATS = ("bp4d", "disfa", "openface", "casme2", "csv")
 
@@ -19,39 +19,7 @@ LABEL_FORMATS = ("bp4d", "disfa", "openface", "casme2", "csv")
 @click.option("--as", "label_set_name", help="Name of the label set (default: the format's name).")
 @click.option("--label-aus", help="AUs to import, e.g. bp4d or 1,2,4 (default: the files' own; BP4D: its 12).")
 @click.option("--label-threshold", type=float, help="DISFA: occurrence = intensity >= this.  [default: 2]")
-@click.option(
-    "--detector",
-    type=click.Choice(("auto", "centerface", "insightface", "none")),
-    default="auto",
-    show_default=True,
-    help="Face detector; none for already cropped, aligned faces (resize only).",
-)
-@click.option(
-    "--detector-models",
-    type=click.Path(exists=True),
-    help="insightface models: an .onnx file, a pack folder or a folder of packs.",
-)
-@click.option("--every", type=int, default=1, show_default=True, help="Keep every N-th frame.")
-@click.option("--fps", type=float, help="Keep about F frames per second of video (instead of --every).")
-@click.option("--max-faces", type=int, default=1, show_default=True, help="Most faces kept per frame (largest/central).")
-@click.option(
-    "--select",
-    type=click.Choice(("largest", "central", "all")),
-    default="largest",
-    show_default=True,
-    help="Which faces to keep; the first ranked face is the subject (track 0), which labels attach to.",
-)
-@click.option("--crop-size", type=int, default=256, show_default=True, help="Side of the aligned face crop, pixels.")
-@click.option(
-    "--margin", type=float, default=0.25, show_default=True, help="Alignment margin around the face (keeps brows and chin)."
-)
-@click.option(
-    "--detect-width", type=int, default=320, show_default=True, help="Detect on frames downscaled to this width (0: full size)."
-)
-@click.option(
-    "--detect-every", type=int, default=2, show_default=True, help="Detect on every k-th frame, interpolating landmarks between."
-)
-@click.option("--min-score", type=float, default=0.5, show_default=True, help="Minimum detector score.")
+@face_options
 @click.option(
     "--compression",
     type=click.Choice(("none", "lzf", "gzip")),
