@@ -26,8 +26,12 @@ TOY_PATCHES = {
 }
 
 
-def toy_image(rng: np.random.Generator, present: dict[str, bool], size: int = 48, tint: float = 0.0) -> np.ndarray:
-    """(size, size, 3) uint8: noise around mid-grey, a bright square per present AU."""
+#: Colour channel of each AU's square in ``colour`` mode (a frozen random ViT sees colour, hardly position).
+TOY_CHANNELS = {"AU1": 0, "AU2": 1, "AU10L": 2, "AU10R": 2}
+
+
+def toy_image(rng: np.random.Generator, present: dict[str, bool], size: int = 48, tint: float = 0.0, colour: bool = False) -> np.ndarray:
+    """(size, size, 3) uint8: noise around mid-grey, a bright (``colour``: one-channel) square per present AU."""
     image = rng.normal(110 + tint, 18, size=(size, size, 3))
     scale = size / 48
     for au, on in present.items():
@@ -35,7 +39,10 @@ def toy_image(rng: np.random.Generator, present: dict[str, bool], size: int = 48
             rows, cols = TOY_PATCHES[au]
             r = slice(int(rows.start * scale), int(rows.stop * scale))
             c = slice(int(cols.start * scale), int(cols.stop * scale))
-            image[r, c] += 110
+            if colour:
+                image[r, c, TOY_CHANNELS[au]] += 120
+            else:
+                image[r, c] += 110
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
@@ -50,10 +57,12 @@ def make_toy_store(
     label_set: str | None = "manual",
     rate: float = 0.4,
     unknown: float = 0.05,
+    colour: bool = False,
 ) -> Path:
     """A store of ``subjects`` x ``frames`` faces, with a label set (``None``: no labels at all).
 
-    A fraction ``unknown`` of the labels is -1; the images follow the true labels.
+    A fraction ``unknown`` of the labels is -1; the images follow the true labels. ``colour``: each
+    AU's square brightens one colour channel (AU1 red, AU2 green, AU10L/AU10R blue).
     """
     rng = np.random.default_rng(seed)
     occurrence = []
@@ -62,15 +71,15 @@ def make_toy_store(
             subject = f"S{s + 1:02d}"
             info = SourceInfo(key=f"{subject}/T1", path=f"/toy/{subject}/T1", kind="frames", subject=subject, recording="T1")
             writer = store.begin_source(info)
-            tint = rng.normal(0, 8)
+            tint = 0.0 if colour else rng.normal(0, 8)
             for frame in range(frames):
                 present = {au: bool(rng.random() < rate) for au in TOY_AUS}
                 face = SimpleNamespace(
-                    crop=toy_image(rng, present, size, tint), box=np.array([0, 0, size, size], np.float32),
+                    crop=toy_image(rng, present, size, tint, colour), box=np.array([0, 0, size, size], np.float32),
                     landmarks=np.zeros((5, 2), np.float32), score=1.0, track_id=0,
                 )
                 writer.add_frame(frame, float("nan"), [face])
-                occurrence.append([1 if present[au] else 0 for au in aus])
+                occurrence.append([1 if present.get(au, False) else 0 for au in aus])
             writer.commit()
         if label_set is not None:
             labels = np.asarray(occurrence, dtype=np.int8)

@@ -78,18 +78,22 @@ def label_columns(
 ) -> dict[str, str]:
     """Model AU -> label-set AU: through ``au_map`` where given, else by the same name.
 
-    With ``require_all`` every model AU must be found (training); otherwise AUs without a column
-    are left out (cross-corpus evaluation on the common AUs).
+    A label-set AU that the map assigns to one model AU is not matched by name to another. With
+    ``require_all`` every model AU must be found (training); otherwise AUs without a column are
+    left out (cross-corpus evaluation on the common AUs).
     """
     au_map = dict(au_map or {})
     unknown = [a for a in au_map if a not in model_aus]
     if unknown:
         raise UsageError(f"the AU map names {', '.join(unknown)}, which the model does not detect (model AUs: {', '.join(model_aus)})")
+    claimed = set(au_map.values())
     columns: dict[str, str] = {}
     missing: list[str] = []
     for au in model_aus:
         target = au_map.get(au, au)
-        if target in label_aus:
+        if au not in au_map and target in claimed:
+            missing.append(f"{au} (its column is mapped to {next(a for a, t in au_map.items() if t == target)})")
+        elif target in label_aus:
             columns[au] = target
         else:
             missing.append(au if target == au else f"{au} (mapped to {target})")
@@ -141,7 +145,7 @@ class FaceTransform:
         side, size = self.resize, self.img_size
         if image.shape[-1] != side or image.shape[-2] != side:
             image = F.interpolate(image[None].float(), size=(side, side), mode="bilinear", antialias=True, align_corners=False)[0]
-            image = image.round_().clamp_(0, 255).to(torch.uint8)
+            image = image.clamp_(0, 255).add_(0.5).to(torch.uint8)  # rounds: uint8 conversion truncates
         draws = torch.rand(6, generator=generator, dtype=torch.float64).tolist() if self.train else [0.5] * 6
         if self.train and self.random_crop:
             top, left = int(draws[0] * (side - size + 1)), int(draws[1] * (side - size + 1))
@@ -164,7 +168,7 @@ def _jitter(image: torch.Tensor, strength: float, draws: Sequence[float]) -> tor
     x = (x - gray.mean()) * contrast + gray.mean()
     gray = 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]
     x = (x - gray) * saturation + gray
-    return x.round_().clamp_(0, 255).to(torch.uint8)
+    return x.clamp_(0, 255).add_(0.5).to(torch.uint8)
 
 
 class AugmentedFaces(Dataset):
