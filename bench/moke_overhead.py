@@ -40,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from aucli.aus import au_name  # noqa: E402
-from aucli.config import ModelConfig  # noqa: E402
+from aucli.config import ModelConfig, MoKEConfig  # noqa: E402
 from aucli.model import AUFormer  # noqa: E402
 from aucli.nn.moke_reference import ReferenceAUFormer  # noqa: E402
 
@@ -68,7 +68,7 @@ def build(args: argparse.Namespace) -> tuple[AUFormer, torch.Tensor, torch.Tenso
     cfg = ModelConfig(
         backbone=args.backbone,
         au_names=[au_name(i) for i in range(1, args.aus + 1)],
-        moke=ModelConfig().moke.__class__(bottleneck=args.bottleneck),
+        moke=MoKEConfig(bottleneck=args.bottleneck),
         grad_checkpointing=args.grad_checkpointing,
     )
     model = AUFormer(cfg).to(args.device)
@@ -174,6 +174,17 @@ def probe_memory(args: argparse.Namespace) -> int:
     return peak_rss_growth(run)
 
 
+def processor_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def median_ms(values: list[float]) -> float:
     return 1000.0 * statistics.median(values)
 
@@ -188,8 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     model, images, targets = build(args)
     vit = model.backbone
     naive = None if args.no_naive else ReferenceAUFormer(model)
+    import timm
+
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else processor_name()
     print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, device {args.device}, "
+        f"torch {torch.__version__}, timm {timm.__version__}, {device_name}, device {args.device}, "
         f"threads {torch.get_num_threads()}, {args.backbone}, batch {args.batch}, {args.aus} AUs, d = {args.bottleneck}, "
         f"{args.reps} interleaved reps" + (", bf16 autocast" if args.device.startswith("cuda") else "")
     )
@@ -211,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {name:20s} {median_ms(values):10.1f}   {median_ms(values) / plain:6.3f}")
     if naive is not None:
         print(f"  naive / AUFormer       {median_ms(times['naive loop']) / median_ms(times['AUFormer']):6.2f}")
+    ratio = median_ms(times["AUFormer"]) / plain
+    print(f"AUFormer / plain ViT no-grad forward: {ratio:.3f} (bar 1.35, goal 1.2)")
 
     if not args.no_train:
         model.train()

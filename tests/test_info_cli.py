@@ -109,6 +109,7 @@ def test_store_target_dispatches_to_the_store_summary(runner, tmp_path: Path, mo
         (["--backbone", "vit_base_patch16_rpn_224", "--override", "model.head_pool=mean"], 1, "Error: vit_base_patch16_rpn_224 uses ResPostBlock blocks"),
         (["--override", "model.moke.botleneck=4"], 2, "Error: unknown key 'model.moke.botleneck'; did you mean 'model.moke.bottleneck'?"),
         (["no_such_checkpoint"], 1, "Error: no checkpoint file no_such_checkpoint.json and no registry entry named 'no_such_checkpoint'"),
+        (["missing/best.safetensors"], 1, "Error: checkpoint not found: missing/best.json (a checkpoint is NAME.safetensors with NAME.json beside it)"),
         (["x.h5", "--aus", "12"], 2, "Error: --backbone, --aus and --override apply to a recipe or a configuration, not to a store"),
         (["missing.yaml"], 2, "Error: recipe file not found: missing.yaml"),
     ],

@@ -111,8 +111,10 @@ def resolve_checkpoint(name_or_path: str | Path, *, registry: str | Path | None 
     _, meta_path = checkpoint_paths(name_or_path)
     if meta_path.is_file():
         return meta_path
-    entries = load_registry(registry)
     name = str(name_or_path)
+    if "/" in name or os.sep in name or Path(name).suffix in (".safetensors", ".json"):
+        raise ModelError(f"checkpoint not found: {meta_path} (a checkpoint is NAME.safetensors with NAME.json beside it)")
+    entries = load_registry(registry)
     entry = entries.get(name)
     if entry is None:
         registry_path = Path(registry) if registry is not None else default_registry_path()

@@ -23,6 +23,7 @@ COMPONENT_LABELS = {
     "main_head": "main head",
     "expert_heads": "expert heads",
     "adapters": "adapters",
+    "lora": "LoRA matrices",
 }
 
 
