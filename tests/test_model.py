@@ -207,8 +207,11 @@ def test_no_network_switches_the_hub_offline(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(backbone_module, "probe_host", lambda host, port, timeout: False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # behind a proxy, the proxy is probed
+    probed = []
+    monkeypatch.setattr(backbone_module, "probe_host", lambda host, port, timeout: probed.append((host, port)) or False)
     assert ensure_offline_when_unreachable() is True
+    assert probed == [("proxy.invalid", 3128)]
     assert constants.HF_HUB_OFFLINE is True
     import os
 

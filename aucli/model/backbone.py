@@ -242,6 +242,12 @@ def ensure_offline_when_unreachable(timeout: float = 1.5) -> bool:
         endpoint = "https://huggingface.co"
     parsed = urlparse(endpoint)
     host, port = parsed.hostname or "huggingface.co", parsed.port or (443 if parsed.scheme != "http" else 80)
+    from urllib.request import getproxies, proxy_bypass
+
+    proxy = getproxies().get(parsed.scheme or "https")
+    if proxy and not proxy_bypass(host):  # behind a proxy, the proxy is what must answer
+        proxy_url = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxy_url.hostname or host, proxy_url.port or (443 if proxy_url.scheme == "https" else 80)
     if probe_host(host, port, timeout):
         return False
     set_hub_offline()
