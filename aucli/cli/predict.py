@@ -1,0 +1,130 @@
+"""``aucli predict``: AU tables for videos, frame folders and images, /predictions runs in stores;
+``aucli predict merge``: join the folders of sharded runs."""
+
+from __future__ import annotations
+
+import click
+
+from aucli.cli.options import detector_device, device_option, echo_json, face_options, face_options_from, json_option
+
+
+class PredictGroup(click.Group):
+    """``aucli predict INPUTS...`` runs the ``run`` subcommand; ``aucli predict merge ...`` merges.
+
+    Any first argument other than a subcommand name or a help flag is the start of ``run``'s
+    arguments (an input named like a subcommand can be given as ``./merge``).
+    """
+
+    default_command = "run"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("predict", cls=PredictGroup)
+def predict() -> None:
+    """Predict AUs on videos, frame folders, images or stores; merge sharded runs.
+
+    `aucli predict INPUTS...` is `aucli predict run INPUTS...` (see `aucli predict run --help`).
+    Media inputs get one table per input in --out (frame, timestamp, face_id, success,
+    confidence, FaceRectX/Y/Width/Height, AUxx_p, AUxx_c) and a predictions.json manifest; a
+    store (.h5) gets /predictions/<run> inside it. `--shard i/n` predicts every n-th input, and
+    `aucli predict merge` joins the n folders.
+
+    \b
+    Examples:
+      aucli predict clips/*.mp4 --checkpoint runs/bp4d/fold1/best.safetensors --out preds/
+      aucli predict corpus.h5 --checkpoint runs/bp4d/fold1/best.safetensors
+      aucli predict videos/ --checkpoint best.json --out part1/ --shard 1/2
+      aucli predict merge part1/ part2/ --out preds/
+    """
+
+
+@predict.command("run")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--checkpoint", "-c", required=True, help="Checkpoint (NAME.safetensors / NAME.json) or a registry name.")
+@click.option("--out", "-o", "out", type=click.Path(file_okay=False), help="Folder of the tables (media inputs).")
+@click.option("--format", "table_format", type=click.Choice(("csv", "parquet")), default="csv", show_default=True, help="Table format (parquet needs pyarrow).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Faces per model call, across frames and inputs.")
+@click.option("--precision", type=click.Choice(("auto", "bf16", "fp32")), default="auto", show_default=True, help="auto: bf16 autocast on GPU, fp32 on CPU.")
+@click.option("--shard", help="i/n: predict every n-th input of the sorted list, from the i-th (1-based); join with `aucli predict merge`.")
+@click.option("--overwrite", is_flag=True, help="Predict again inputs whose table (or store run) exists, and accept a folder made differently.")
+@click.option("--run-name", help="Name of the /predictions run of a store input.  [default: from the checkpoint]")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Face extraction processes (media inputs).")
+@click.option("--pattern", help=r"Regex with (?P<subject>...) and optional (?P<recording>...) applied to each path.")
+@click.option("--backbone-weights", help="Backbone weight file, when the one the checkpoint records has moved.")
+@face_options
+@click.option("--detector-device", "detector_device_name", default="auto", show_default=True, help="Face detector device: auto, cpu or cuda.")
+@device_option
+@json_option
+def run(inputs, checkpoint, out, table_format, batch_size, precision, shard, overwrite, run_name, workers, pattern, backbone_weights,
+        detector_device_name, device, as_json, **face_values) -> None:
+    """Predict AUs on every sampled frame of INPUTS with a checkpoint.
+
+    INPUTS are videos, images, frame folders, folders to search, globs, list files, or stores
+    (.h5). The preprocess face pipeline finds and aligns the faces (same options as `aucli
+    preprocess`), and the model scores them in batches across frames and inputs while the next
+    frames are decoded. A table that exists is skipped, so an interrupted run is resumed by
+    running it again; an unreadable input is a warning, not a stop.
+
+    \b
+    Examples:
+      aucli predict clips/*.mp4 --checkpoint runs/bp4d/fold1/best.safetensors --out preds/
+      aucli predict BP4D/2DFaces --checkpoint bp4d-auformer --out preds/ --format parquet --fps 10
+      aucli predict corpus.h5 --checkpoint best.json --run-name fold1
+      aucli predict videos/ --checkpoint best.json --out part2/ --shard 2/4 --device cuda --batch-size 256
+    """
+    from aucli.console import err_console
+    from aucli.engine.predict import render_predict_summary, run_predict
+
+    options = face_options_from(**face_values, device=detector_device(detector_device_name))
+    summary = run_predict(
+        list(inputs),
+        checkpoint,
+        out,
+        run_name=run_name,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        backbone_weights=backbone_weights,
+        show_progress=not as_json,
+        announce=lambda line: err_console.print(f"Predicting with {line}", highlight=False),
+        face_options=options,
+        table_format=table_format,
+        shard=shard,
+        overwrite=overwrite,
+        workers=workers,
+        pattern=pattern,
+    )
+    if as_json:
+        echo_json(summary.as_dict())
+    else:
+        render_predict_summary(summary)
+
+
+@predict.command("merge")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "-o", "out", required=True, type=click.Path(file_okay=False), help="The merged folder (new).")
+@click.option("--overwrite", is_flag=True, help="Write into a folder that already holds predictions.")
+@json_option
+def merge(folders, out, overwrite, as_json) -> None:
+    """Join the output folders of `aucli predict --shard i/n` into one folder.
+
+    Checks that the shards come from the same checkpoint, format, face options and input list,
+    that each of 1..n is there once, and that no input is missing or in two shards; then copies
+    the tables and writes one predictions.json.
+
+    \b
+    Examples:
+      aucli predict merge part1/ part2/ part3/ --out preds/
+      aucli predict merge shards/* --out preds/ --json
+    """
+    from aucli.engine.predict_merge import merge_predictions, render_merge_summary
+
+    summary = merge_predictions(list(folders), out, overwrite=overwrite)
+    if as_json:
+        echo_json(summary.as_dict())
+    else:
+        render_merge_summary(summary)
