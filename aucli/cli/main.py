@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "info": "aucli.cli.info:info",
     "preprocess": "aucli.cli.preprocess:preprocess",
     "labels": "aucli.cli.labels:labels",
+    "predict": "aucli.cli.predict:predict",
     "train": "aucli.cli.train:train",
     "eval": "aucli.cli.eval:eval_",
     "synth": "aucli.cli.synth:synth",
