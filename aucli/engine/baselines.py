@@ -72,9 +72,10 @@ class BaselineModel(nn.Module):
         baseline: adapter and LoRA settings.
         method: ``linear``, ``adaptformer``, ``lora`` or ``full``.
         backbone: the built timm ViT (weights loaded); it is frozen here except for ``full``.
+        backbone_source: where its weights came from: "hub", a weight file, or "random".
     """
 
-    def __init__(self, cfg: ModelConfig, baseline: BaselineConfig, method: str, backbone: nn.Module) -> None:
+    def __init__(self, cfg: ModelConfig, baseline: BaselineConfig, method: str, backbone: nn.Module, *, backbone_source: str = "random") -> None:
         super().__init__()
         if method not in BASELINES:
             raise ModelError(f"unknown baseline method {method!r}; choose one of {', '.join(BASELINES)}")
@@ -82,6 +83,7 @@ class BaselineModel(nn.Module):
         freeze_backbone(backbone)
         self.cfg = cfg
         self.method = method
+        self.backbone_source = backbone_source
         self.au_names: list[str] = list(cfg.au_names)
         self.num_prefix_tokens = int(backbone.num_prefix_tokens)
         self.grad_checkpointing = bool(cfg.grad_checkpointing)
@@ -198,5 +200,5 @@ def build_method_model(
     source = weights if weights is not None else (cfg.backbone_weights or "hub")
     backbone = create_backbone(cfg, weights=source, device=device)
     if method == "auformer":
-        return AUFormer(cfg, backbone)
-    return BaselineModel(cfg, baseline, method, backbone)
+        return AUFormer(cfg, backbone, backbone_source=source)
+    return BaselineModel(cfg, baseline, method, backbone, backbone_source=source)

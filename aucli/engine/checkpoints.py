@@ -1,30 +1,21 @@
-"""Model checkpoints of every training method: a safetensors file of weights and a JSON file beside it.
+"""Checkpoints of every training method, in the project's one format (``aucli-checkpoint-1``).
 
-``best.safetensors`` holds the trainable tensors (AUFormer: experts and heads; LoRA: the LoRA
-matrices and the head; full fine-tuning: the whole backbone and the head), plus the frozen backbone
-itself when it did not come from a file or the hub (a random-weight test backbone), so that the
-checkpoint always rebuilds the same function. ``best.json`` holds everything else::
+The format is defined in :mod:`aucli.model.checkpoint` (AUFormer's model-level API):
+``NAME.safetensors`` holds the trainable tensors (AUFormer: experts and heads; LoRA: the LoRA
+matrices and the head; AdaptFormer: adapters and head; full fine-tuning: the whole backbone and the
+head), plus the frozen backbone itself when it came from neither a file nor the hub (random
+weights), so the checkpoint alone rebuilds the same function; ``NAME.json`` holds the method, AU
+names, thresholds, the resolved recipe, the backbone source (and the weight file's sha256), the
+data config, parameter counts, the training summary and an optional calibration.
 
-    format            "aucli-checkpoint-1"
-    method            auformer | linear | adaptformer | lora | full
-    au_names          the AUs, in logit order
-    thresholds        per-AU decision thresholds (fitted on validation subjects, or 0.5)
-    recipe            the resolved recipe (model, loss, data, optim, train, baseline)
-    backbone_source   "hub", a weight file path, or "random"
-    backbone_in_checkpoint   true when the backbone's tensors are in the safetensors file
-    data_config       input size, mean, std (what predict needs to prepare images)
-    parameters        trainable / frozen parameter counts
-    training          what produced it (fold, epoch, step, subjects, validation scores, ...)
-    calibration       optional per-AU calibration (aucli.calibration format)
-    created_at, created_by
-
-Loading never unpickles anything.
+:func:`save_model_checkpoint` writes any method's model; :func:`load_model_checkpoint` rebuilds any
+method's checkpoint (AUFormer through :func:`aucli.model.checkpoint.load_checkpoint`). Loading
+never unpickles anything.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,18 +29,9 @@ from aucli.config import Recipe
 from aucli.errors import ModelError
 from aucli.engine.baselines import build_method_model
 from aucli.engine.runs import atomic_write_json, json_safe, load_tensors, save_tensors
+from aucli.model.checkpoint import CHECKPOINT_FORMAT, FORMAT_VERSION, checkpoint_paths, file_sha256, read_checkpoint_metadata
 
 __all__ = ["CHECKPOINT_FORMAT", "LoadedCheckpoint", "checkpoint_paths", "save_model_checkpoint", "load_model_checkpoint", "read_checkpoint_meta"]
-
-CHECKPOINT_FORMAT = "aucli-checkpoint-1"
-
-
-def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
-    """``(weights .safetensors, metadata .json)`` of a checkpoint given by either file or their stem."""
-    path = Path(path)
-    if path.suffix in (".safetensors", ".json"):
-        path = path.with_suffix("")
-    return path.with_suffix(".safetensors"), path.with_suffix(".json")
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -63,15 +45,19 @@ def save_model_checkpoint(
     *,
     recipe: Recipe,
     thresholds: Sequence[float] | np.ndarray,
-    backbone_source: str,
+    backbone_source: str | None = None,
     training: Mapping[str, Any] | None = None,
     calibration: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``<path>.safetensors`` then ``<path>.json`` (each atomically); returns the JSON path."""
+    """Write ``<path>.safetensors`` then ``<path>.json`` (each atomically); returns the JSON path.
+
+    ``backbone_source``: "hub", a weight file or "random" (default: the model's ``backbone_source``).
+    """
     from aucli import __version__
 
     model = unwrap(model)
+    backbone_source = backbone_source or str(getattr(model, "backbone_source", "random"))
     weights_path, meta_path = checkpoint_paths(path)
     thresholds = [float(t) for t in np.asarray(thresholds, dtype=np.float64).reshape(-1)]
     if len(thresholds) != len(model.au_names):
@@ -83,13 +69,16 @@ def save_model_checkpoint(
             tensors.setdefault(f"backbone.{name}", tensor)
     method = getattr(model, "method", "auformer")
     save_tensors(weights_path, tensors, {"format": CHECKPOINT_FORMAT, "method": method})
+    from_file = not backbone_in_checkpoint and backbone_source != "hub" and Path(backbone_source).is_file()
     meta = {
         "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
         "method": method,
         "au_names": list(model.au_names),
         "thresholds": thresholds,
         "recipe": recipe.to_dict(),
         "backbone_source": backbone_source,
+        "backbone_sha256": file_sha256(backbone_source) if from_file else None,
         "backbone_in_checkpoint": backbone_in_checkpoint,
         "weights_file": weights_path.name,
         "data_config": dict(model.data_config),
@@ -97,6 +86,7 @@ def save_model_checkpoint(
         "training": dict(training or {}),
         "calibration": dict(calibration) if calibration else None,
         "extra": dict(extra or {}),
+        "aucli_version": __version__,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "created_by": f"aucli {__version__}",
     }
@@ -125,20 +115,8 @@ class LoadedCheckpoint:
 
 
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """A checkpoint's JSON, checked; a clear error for missing or foreign files."""
-    weights_path, meta_path = checkpoint_paths(path)
-    if not meta_path.is_file():
-        raise ModelError(f"checkpoint not found: {meta_path} (a checkpoint is NAME.safetensors with NAME.json beside it)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ModelError(f"{meta_path} is not valid JSON: {error}") from None
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ModelError(f"{meta_path} is not an aucli checkpoint (expected format {CHECKPOINT_FORMAT!r}, found {found!r})")
-    if not weights_path.is_file():
-        raise ModelError(f"checkpoint weights not found: {weights_path} (next to {meta_path.name})")
-    return meta
+    """A checkpoint's JSON, checked (:func:`aucli.model.checkpoint.read_checkpoint_metadata`)."""
+    return read_checkpoint_metadata(path)
 
 
 def load_model_checkpoint(
@@ -154,22 +132,34 @@ def load_model_checkpoint(
     weights_path, _ = checkpoint_paths(path)
     meta = read_checkpoint_meta(path)
     recipe = Recipe.from_dict(meta["recipe"])
+    thresholds = np.asarray(meta["thresholds"], dtype=np.float64)
+    if meta["method"] == "auformer":
+        from aucli.model.checkpoint import load_checkpoint
+
+        model, meta = load_checkpoint(path, device=device, backbone_weights=backbone_weights)
+        return LoadedCheckpoint(model=model, meta=meta, recipe=recipe, thresholds=thresholds, path=weights_path, au_names=list(meta["au_names"]))
     if meta.get("backbone_in_checkpoint"):
         source = "random"
     else:
         source = backbone_weights or meta.get("backbone_source") or "hub"
-        if source not in ("hub", "random") and not Path(source).is_file():
-            raise ModelError(
-                f"the checkpoint's backbone weights {source} are not there any more; pass the file with --backbone-weights PATH"
-            )
+        if source not in ("hub", "random"):
+            if not Path(source).is_file():
+                raise ModelError(
+                    f"the checkpoint's backbone weights {source} are not there any more; pass the file with --backbone-weights PATH"
+                )
+            recorded = meta.get("backbone_sha256")
+            if backbone_weights is None and recorded and file_sha256(source) != recorded:
+                raise ModelError(f"the backbone weight file {source} differs from the one this checkpoint was trained with (sha256 mismatch)")
     model = build_method_model(recipe.model, recipe.baseline, meta["method"], weights=source)
     tensors = load_tensors(weights_path)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    expected = set(model.trainable_state_dict())
-    absent = sorted(expected & set(missing))
-    if absent or unexpected:
-        problem = f"missing {', '.join(absent[:5])}" if absent else f"unexpected {', '.join(sorted(unexpected)[:5])}"
-        raise ModelError(f"{weights_path} does not fit the model it describes ({problem}); the files may come from different runs")
+    expected = model.state_dict() if meta.get("backbone_in_checkpoint") else model.trainable_state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(model.state_dict()))
+    wrong = sorted(k for k in set(expected) & set(tensors) if tuple(expected[k].shape) != tuple(tensors[k].shape))
+    if missing or unexpected or wrong:
+        problem = (f"missing {', '.join(missing[:4])}" if missing else f"unexpected {', '.join(unexpected[:4])}" if unexpected
+                   else f"{wrong[0]} has shape {tuple(tensors[wrong[0]].shape)}, the model needs {tuple(expected[wrong[0]].shape)}")
+        raise ModelError(f"{weights_path} does not fit the model its JSON describes ({problem}); the two files come from different checkpoints")
+    model.load_state_dict(tensors, strict=False)
     model.to(device).eval()
-    thresholds = np.asarray(meta["thresholds"], dtype=np.float64)
     return LoadedCheckpoint(model=model, meta=meta, recipe=recipe, thresholds=thresholds, path=weights_path, au_names=list(meta["au_names"]))

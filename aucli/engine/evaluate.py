@@ -150,6 +150,7 @@ def evaluate_checkpoint(
     from aucli.engine.checkpoints import checkpoint_paths, load_model_checkpoint, save_model_checkpoint
     from aucli.engine.distributed import resolve_device
     from aucli.engine.data import store_dataset
+    from aucli.engine.runs import json_safe
     from aucli.store import CorpusStore
 
     if refit_thresholds and not subjects:
@@ -206,7 +207,7 @@ def evaluate_checkpoint(
         new_json = save_model_checkpoint(
             out, loaded.model, recipe=loaded.recipe, thresholds=full,
             backbone_source="random" if loaded.meta.get("backbone_in_checkpoint") else (backbone_weights or loaded.meta["backbone_source"]),
-            training=training, calibration=loaded.meta.get("calibration"), extra=loaded.meta.get("extra"),
+            training=json_safe(training), calibration=loaded.meta.get("calibration"), extra=loaded.meta.get("extra"),
         )
         new_checkpoint = checkpoint_paths(new_json)[0]
     names = list(pairs)

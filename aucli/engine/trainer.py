@@ -426,8 +426,7 @@ def train_fold(
                                 "au_columns": corpus.columns, "subjects": {"train": split.train, "validation": split.validation, "test": split.test},
                                 "validation_mean_f1": record["val_mean_f1"], "validation_mean_auc": record["val_mean_auc"],
                                 "test_mean_f1": record["test_mean_f1"]}
-                    save_model_checkpoint(folder / "best", model, recipe=recipe, thresholds=record["thresholds"],
-                                          backbone_source=backbone_source, training=json_safe(training))
+                    save_model_checkpoint(folder / "best", model, recipe=recipe, thresholds=record["thresholds"], training=json_safe(training))
                     save_tensors(folder / "best_predictions.safetensors", record.pop("_predictions"))
                 record.pop("_predictions", None)
                 position["evaluations"].append(record)
