@@ -1,0 +1,310 @@
+"""Flag rules and scores: which labels look wrong, how strongly, and why.
+
+Inputs are plain arrays in sequence order (:mod:`aucli.audit.temporal`): calibrated out-of-fold
+probabilities ``probs (n, n_aus)``, labels ``(n, n_aus)`` in {-1, 0, 1}, segment ids ``(n,)`` and
+per-AU thresholds (:class:`aucli.audit.thresholds.AuditThresholds`).
+
+For a known label ``y`` with calibrated probability ``p`` the model's *contradiction* is
+``q = p`` when ``y = 0`` and ``q = 1 - p`` when ``y = 1``; its evidence is ``e = logit(q)``
+(clipped to +-6). A frame *seeds* a flag when it passes its AU's threshold: ``y = 0`` and
+``p >= missed_i`` (suspected missed AU) or ``y = 1`` and ``p <= spurious_i`` (suspected spurious
+label).
+
+Temporal evidence (``ScoringConfig.temporal``, the default):
+
+1. A *candidate* is a maximal run of frames of one AU, one segment and one label value on which the
+   model leans against the label (``q >= extend``, 0.5 by default). A candidate holding at least
+   one seed frame is a *flag*: so a whole event the model contradicts is one flag spanning its
+   frames, even where a few of them do not pass the threshold themselves.
+2. Its *context* says how it sits in the label timeline (L = the run of equal labels holding it):
+
+   - ``isolated``: the flag covers all of L and the frames on both sides carry the other label, the
+     one the model sees: a label island (a stray 1 among 0s, a 0-hole inside an event). Strongest.
+   - ``event``: y = 1, the flag covers a whole labelled event that ends at a sequence edge or an
+     unknown label; or y = 0, the model sees an event inside a stretch labelled absent (a missed
+     event).
+   - ``boundary``: next to a labelled event's onset or offset (y = 1: the event's first or last
+     frames; y = 0: frames just before or after it): coders disagree most about boundaries.
+   - ``dip``: y = 1 frames inside a labelled event whose other frames the model agrees with: most
+     likely the model's own miss (a turned head, a hand), so it scores lowest.
+3. Neighbour agreement ``a``: how much the model agrees with the labels of the ``context`` known
+   frames on each side of the flag (mean of ``1 - q``). A context the model reads the same way as
+   the coder makes the contrast credible; a context the model contradicts too makes it less so.
+4. Score = ``sigmoid(mean e over the flag + bonus[context] * a)``: one number in (0, 1) that ranks
+   all flags together, read as the approximate odds that the labels are wrong.
+
+Without temporal evidence every seed frame is its own flag (context ``frame``) with score ``q``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from aucli.audit.temporal import expand_runs, label_runs, runs, window_mean
+from aucli.audit.thresholds import AuditThresholds
+from aucli.errors import UsageError
+
+__all__ = ["CONTEXTS", "KINDS", "AuditScores", "Candidates", "ScoringConfig", "contradiction", "score_labels"]
+
+KINDS = ("missed", "spurious")
+CONTEXTS = ("isolated", "event", "boundary", "dip", "frame")
+
+
+@dataclass
+class ScoringConfig:
+    """How flags are grown and scored (defaults documented in the module docstring)."""
+
+    temporal: bool = True
+    #: a flag extends over neighbouring frames of the same label whose contradiction q is at least this
+    extend: float = 0.5
+    #: known frames on each side whose agreement with the model strengthens or weakens a flag
+    context: int = 5
+    #: log-odds added per context, scaled by the neighbour agreement
+    bonus: dict[str, float] = field(default_factory=lambda: {"isolated": 1.5, "event": 0.5, "boundary": 0.0, "dip": -1.0})
+    #: frame evidence is clipped to +- this many log-odds (p = 0.9975)
+    clip: float = 6.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.extend < 1.0:
+            raise UsageError(f"extend must be between 0 and 1; found {self.extend}")
+        if self.context < 0:
+            raise UsageError(f"context must be >= 0 frames; found {self.context}")
+        unknown = sorted(set(self.bonus) - set(CONTEXTS))
+        if unknown:
+            raise UsageError(f"unknown context(s) {unknown} in bonus; contexts: {', '.join(CONTEXTS[:4])}")
+        self.bonus = {"isolated": 1.5, "event": 0.5, "boundary": 0.0, "dip": -1.0, **self.bonus}
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Candidates:
+    """Runs of frames the model contradicts, one entry per run (positions in sequence order).
+
+    Attributes (each ``(m,)``):
+        au: AU column. start, stop: first position and one past the last. label: the labels (0/1).
+        kind: ``missed`` (y = 0) or ``spurious`` (y = 1). context: see the module docstring.
+        side: ``onset`` / ``offset`` for boundary flags, else empty.
+        mean_p: mean calibrated p over the run. peak_p: the most contradicting p (max for missed, min
+        for spurious). evidence: mean clipped logit of q. agreement: neighbour agreement (NaN: no
+        neighbour). run_length: length of the run of equal labels holding it. score: in (0, 1).
+        flagged: holds a frame past its AU's threshold.
+    """
+
+    au: np.ndarray
+    start: np.ndarray
+    stop: np.ndarray
+    label: np.ndarray
+    kind: np.ndarray
+    context: np.ndarray
+    side: np.ndarray
+    mean_p: np.ndarray
+    peak_p: np.ndarray
+    evidence: np.ndarray
+    agreement: np.ndarray
+    run_length: np.ndarray
+    score: np.ndarray
+    flagged: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.au.size)
+
+    @property
+    def length(self) -> np.ndarray:
+        return self.stop - self.start
+
+    def take(self, index: np.ndarray) -> Candidates:
+        return Candidates(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
+
+    @classmethod
+    def concatenate(cls, parts: list[Candidates]) -> Candidates:
+        if not parts:
+            return cls.empty()
+        return cls(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.__dataclass_fields__})
+
+    @classmethod
+    def empty(cls) -> Candidates:
+        ints, floats, strs = np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, object)
+        return cls(au=ints, start=ints, stop=ints, label=ints.astype(np.int8), kind=strs, context=strs, side=strs,
+                   mean_p=floats, peak_p=floats, evidence=floats, agreement=floats, run_length=ints, score=floats,
+                   flagged=np.zeros(0, bool))
+
+    def reasons(self, au_names: list[str]) -> list[str]:
+        return [describe(self, i, au_names) for i in range(len(self))]
+
+
+@dataclass
+class AuditScores:
+    """Outcome of :func:`score_labels`.
+
+    Attributes:
+        candidates: every contradicted run (flags and runs below the thresholds).
+        frame_scores: ``(n, n_aus)`` float32 score of every known label (NaN where unknown): the score
+            of the candidate holding it, else its own contradiction q. It ranks (frame, AU) labels.
+        flags: positions in ``candidates`` of the flags, best first.
+    """
+
+    candidates: Candidates
+    frame_scores: np.ndarray
+    flags: np.ndarray
+
+    def flag_table(self) -> Candidates:
+        return self.candidates.take(self.flags)
+
+
+def contradiction(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``q (n, n_aus)``: p where the label is 0, 1 - p where it is 1, NaN where it is unknown."""
+    probs = np.asarray(probs, np.float64)
+    labels = np.asarray(labels)
+    return np.where(labels == 1, 1.0 - probs, np.where(labels == 0, probs, np.nan))
+
+
+def _check(probs: np.ndarray, labels: np.ndarray, segments: np.ndarray, thresholds: AuditThresholds) -> None:
+    if probs.ndim != 2 or probs.shape != labels.shape:
+        raise UsageError(f"probs {probs.shape} and labels {labels.shape} must both be (n_frames, n_aus)")
+    if probs.shape[1] != len(thresholds.au_names):
+        raise UsageError(f"probs has {probs.shape[1]} columns but the thresholds cover {len(thresholds.au_names)} AUs "
+                         f"({', '.join(thresholds.au_names)})")
+    if segments.shape != (probs.shape[0],):
+        raise UsageError(f"segments must be ({probs.shape[0]},); found {segments.shape}")
+    known = (labels == 0) | (labels == 1)
+    if not np.all(np.isfinite(probs[known])) or np.any((probs[known] < 0) | (probs[known] > 1)):
+        raise UsageError("probabilities must be finite and within [0, 1] where labels are known")
+    bad = ~np.isin(labels, (-1, 0, 1, 9))
+    if bad.any():
+        raise UsageError(f"labels must be -1 (unknown), 0 or 1; found {np.unique(labels[bad])[:5].tolist()}")
+
+
+def score_labels(probs, labels, segments, thresholds: AuditThresholds, config: ScoringConfig | None = None) -> AuditScores:
+    """Find and score flags (module docstring) for every AU.
+
+    Args:
+        probs: ``(n, n_aus)`` calibrated out-of-fold probabilities, rows in sequence order.
+        labels: ``(n, n_aus)`` int labels, -1 (or 9) unknown.
+        segments: ``(n,)`` segment ids (:func:`aucli.audit.temporal.segment_ids`).
+        thresholds: per-AU flag thresholds.
+        config: scoring options (default :class:`ScoringConfig`).
+    """
+    config = config or ScoringConfig()
+    probs = np.asarray(probs, np.float64)
+    labels = np.asarray(labels).astype(np.int8)
+    labels = np.where(labels == 9, -1, labels).astype(np.int8)
+    segments = np.asarray(segments).reshape(-1)
+    _check(probs, labels, segments, thresholds)
+    q = contradiction(probs, labels)
+    evidence = np.clip(np.log(np.clip(q, 1e-12, 1)) - np.log(np.clip(1 - q, 1e-12, 1)), -config.clip, config.clip)
+    frame_scores = np.where(np.isnan(q), np.nan, q).astype(np.float32)
+    parts = []
+    for k in range(probs.shape[1]):
+        y, p, qk, ek = labels[:, k], probs[:, k], q[:, k], evidence[:, k]
+        known = (y == 0) | (y == 1)
+        seed = known & (((y == 0) & (p >= thresholds.missed[k])) | ((y == 1) & (p <= thresholds.spurious[k])))
+        if config.temporal:
+            part = _temporal_candidates(k, y, p, qk, ek, known, seed, segments, config)
+            frame_scores[expand_runs(part.start, part.stop), k] = np.repeat(part.score, part.length)
+        else:
+            part = _frame_candidates(k, y, p, qk, ek, known, seed)
+        parts.append(part)
+    candidates = Candidates.concatenate(parts)
+    flagged = np.flatnonzero(candidates.flagged)
+    order = flagged[np.lexsort((candidates.start[flagged], candidates.au[flagged], -candidates.score[flagged]))]
+    return AuditScores(candidates, frame_scores, order)
+
+
+def _frame_candidates(k, y, p, q, e, known, seed) -> Candidates:
+    index = np.flatnonzero(seed)
+    m = index.size
+    kind = np.where(y[index] == 0, "missed", "spurious").astype(object)
+    return Candidates(
+        au=np.full(m, k, np.int64), start=index.astype(np.int64), stop=index + 1, label=y[index].astype(np.int8),
+        kind=kind, context=np.full(m, "frame", object), side=np.full(m, "", object), mean_p=p[index], peak_p=p[index],
+        evidence=e[index], agreement=np.full(m, np.nan), run_length=np.ones(m, np.int64), score=q[index],
+        flagged=np.ones(m, bool),
+    )
+
+
+def _temporal_candidates(k, y, p, q, e, known, seed, segments, config: ScoringConfig) -> Candidates:
+    n = y.size
+    lean = known & (np.nan_to_num(q) >= config.extend)
+    cand = runs(lean, segments, y)
+    m = len(cand)
+    if m == 0:
+        return Candidates.empty()
+    start, stop = cand.start, cand.stop
+    length = stop - start
+    label = y[start]
+    has_seed = cand.sums(seed.astype(np.float64)) > 0
+    mean_e = cand.sums(e) / length
+    mean_p = cand.sums(p) / length
+    peak_p = np.where(label == 0, cand.maxima(p), -cand.maxima(-p))
+
+    lab = label_runs(y, segments)
+    run_id = lab.row_id[start]
+    run_start, run_stop = lab.start[run_id], lab.stop[run_id]
+    same_segment_left = (run_start > 0) & (segments[np.maximum(run_start - 1, 0)] == segments[run_start])
+    same_segment_right = (run_stop < n) & (segments[np.minimum(run_stop, n - 1)] == segments[np.maximum(run_stop - 1, 0)])
+    left = np.where(start > run_start, "inside", np.where(same_segment_left & known[np.maximum(run_start - 1, 0)], "other", "edge"))
+    right = np.where(stop < run_stop, "inside", np.where(same_segment_right & known[np.minimum(run_stop, n - 1)], "other", "edge"))
+    n_other = (left == "other").astype(int) + (right == "other").astype(int)
+    n_inside = (left == "inside").astype(int) + (right == "inside").astype(int)
+    context = np.empty(m, object)
+    side = np.full(m, "", object)
+    positive = label == 1
+    # y = 1: label runs are events; the contradicted frames are all of one, its edge, or its inside
+    context[positive & (n_inside == 0)] = "event"
+    context[positive & (n_inside == 1)] = "boundary"
+    context[positive & (n_inside == 2)] = "dip"
+    side[positive & (n_inside == 1) & (right == "inside")] = "onset"
+    side[positive & (n_inside == 1) & (left == "inside")] = "offset"
+    # y = 0: the model's run is the event; it lies inside absence, next to a labelled event, or fills a gap
+    context[~positive & (n_other == 0)] = "event"
+    context[~positive & (n_other == 1)] = "boundary"
+    side[~positive & (n_other == 1) & (right == "other")] = "onset"
+    side[~positive & (n_other == 1) & (left == "other")] = "offset"
+    context[n_other == 2] = "isolated"
+
+    agree_values = np.where(known, 1.0 - np.nan_to_num(q), 0.0)
+    agreement, count = window_mean(agree_values, known, segments, start, stop, config.context)
+    weight = np.where(count > 0, agreement, 0.5)
+    bonus = np.array([config.bonus[c] for c in context])
+    logit_score = mean_e + bonus * weight
+    score = 1.0 / (1.0 + np.exp(-logit_score))
+    return Candidates(
+        au=np.full(m, k, np.int64), start=start.astype(np.int64), stop=stop.astype(np.int64), label=label.astype(np.int8),
+        kind=np.where(positive, "spurious", "missed").astype(object), context=context, side=side, mean_p=mean_p,
+        peak_p=peak_p, evidence=mean_e, agreement=agreement, run_length=(run_stop - run_start).astype(np.int64),
+        score=score, flagged=has_seed,
+    )
+
+
+def describe(candidates: Candidates, i: int, au_names: list[str]) -> str:
+    """A plain-language reason for candidate ``i``."""
+    n = int(candidates.stop[i] - candidates.start[i])
+    frames = f"{n} frame{'s' if n != 1 else ''}"
+    au = au_names[int(candidates.au[i])]
+    mp, pk = float(candidates.mean_p[i]), float(candidates.peak_p[i])
+    context, side, run = candidates.context[i], candidates.side[i], int(candidates.run_length[i])
+    agreement = candidates.agreement[i]
+    tail = "" if not np.isfinite(agreement) else f"; the model agrees with the labels around it ({agreement:.2f})"
+    if candidates.kind[i] == "missed":
+        if context == "frame":
+            return f"labelled absent; {au} p = {mp:.2f}"
+        if context == "isolated":
+            return f"labelled absent on {frames} between frames labelled present; model sees {au} on them (mean p {mp:.2f}){tail}"
+        if context == "event":
+            return f"model sees an unlabelled {au} event over {frames} (mean p {mp:.2f}, peak {pk:.2f}){tail}"
+        where = "before the labelled onset" if side == "onset" else "after the labelled offset"
+        return f"{frames} labelled absent just {where}; model sees {au} (mean p {mp:.2f}){tail}"
+    if context == "frame":
+        return f"labelled present; {au} p = {mp:.2f}"
+    if context == "isolated":
+        return f"labelled present on {frames} between frames labelled absent; model sees no {au} on them (mean p {mp:.2f}){tail}"
+    if context == "event":
+        return f"whole labelled event of {frames} without model support (mean p {mp:.2f}, highest {pk:.2f}){tail}"
+    if context == "boundary":
+        return f"{frames} at the labelled {side} of a {run}-frame event; model sees no {au} there (mean p {mp:.2f}){tail}"
+    return f"{frames} inside a {run}-frame labelled event where the model drops (mean p {mp:.2f}){tail}"
