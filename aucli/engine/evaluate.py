@@ -38,25 +38,32 @@ def autocast_for(device: torch.device, precision: str):
 @torch.no_grad()
 def predict_logits(
     model: nn.Module,
-    dataset: AugmentedFaces,
+    dataset: AugmentedFaces | None = None,
     *,
     device: torch.device,
+    mean: Sequence[float],
+    std: Sequence[float],
     precision: str = "auto",
     batch_size: int = 64,
     num_workers: int = 0,
     ctx: DistContext | None = None,
-    mean: Sequence[float],
-    std: Sequence[float],
+    loader: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Main-head logits of every item of ``dataset``, in dataset order.
+    """Main-head logits of every item of ``dataset`` (or of a prepared ``loader``), in dataset order.
+
+    ``loader``: a DataLoader over a :class:`ShardBatchSampler` (kept between evaluations, so its
+    worker processes persist); without it one is made from ``dataset``.
 
     Returns:
         ``rows (n,)`` store rows and ``logits (n, n_aus)`` float32. Under DDP each rank scores a
         contiguous share and every rank gets the whole.
     """
-    rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
-    sampler = ShardBatchSampler(len(dataset), batch_size, rank=rank, world_size=world)
-    loader = make_loader(dataset, sampler, num_workers=num_workers, pin_memory=device.type == "cuda")
+    if loader is None:
+        if dataset is None:
+            raise TypeError("predict_logits needs a dataset or a loader")
+        rank, world = (ctx.rank, ctx.world_size) if ctx is not None else (0, 1)
+        sampler = ShardBatchSampler(len(dataset), batch_size, rank=rank, world_size=world)
+        loader = make_loader(dataset, sampler, num_workers=num_workers, pin_memory=device.type == "cuda")
     was_training = model.training
     model.eval()
     rows: list[np.ndarray] = []

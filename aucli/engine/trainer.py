@@ -37,6 +37,7 @@ from aucli.engine.data import (
     AugmentedFaces,
     EpochBatchSampler,
     FaceTransform,
+    ShardBatchSampler,
     label_columns,
     make_loader,
     normalize,
@@ -314,6 +315,12 @@ def train_fold(
     val_faces = AugmentedFaces(corpus.dataset, eval_transform, val_idx)
     test_faces = AugmentedFaces(corpus.dataset, eval_transform, test_idx)
     val_labels, test_labels = labels[val_idx], labels[test_idx]
+    eval_batch = cfg_data.eval_batch_size or 2 * cfg_data.batch_size
+    eval_loaders = {
+        name: make_loader(faces, ShardBatchSampler(len(faces), eval_batch, rank=ctx.rank, world_size=ctx.world_size),
+                          num_workers=cfg_data.num_workers, pin_memory=ctx.device.type == "cuda")
+        for name, faces in (("validation", val_faces), ("test", test_faces)) if len(faces)
+    }
 
     loss_cfg = recipe.loss
     criterion = AUFormerLoss.from_rates(
@@ -330,7 +337,6 @@ def train_fold(
     total_steps = cfg_optim.max_steps or cfg_optim.epochs * per_epoch
     n_epochs = math.ceil(total_steps / per_epoch)
     warmup_steps = min(round(cfg_optim.warmup_epochs * per_epoch), total_steps)
-    eval_batch = cfg_data.eval_batch_size or 2 * cfg_data.batch_size
     log = MetricsLog(folder / "metrics.jsonl", enabled=writer)
 
     position: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "best_score": None, "best_epoch": None, "best_step": None,
@@ -379,9 +385,9 @@ def train_fold(
             train_model.train()
             tick, seen = time.perf_counter(), 0
             for batch in loader:
+                lr = lr_at(step, lr=cfg_optim.lr, total_steps=total_steps, warmup_steps=warmup_steps, min_lr_ratio=cfg_optim.min_lr_ratio)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step, lr=cfg_optim.lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                                        min_lr_ratio=cfg_optim.min_lr_ratio) * group["lr_scale"]
+                    group["lr"] = lr * group["lr_scale"]
                 images = normalize(batch["image"], mean, std, device=device)
                 targets = batch["labels"].to(device, non_blocking=True)
                 with autocast_for(device, cfg_train.precision):
@@ -401,7 +407,7 @@ def train_fold(
                 if step % cfg_train.log_every == 0 or step == total_steps:
                     elapsed = max(time.perf_counter() - tick, 1e-9)
                     sums = (loss_sum / max(loss_count, 1)).tolist()
-                    log.write({"event": "train", "fold": fold, "epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_scale"],
+                    log.write({"event": "train", "fold": fold, "epoch": epoch + 1, "step": step, "lr": lr,
                                "loss": sums[0], "mdwa": sums[1], "dice": sums[2], "expert_mdwa": sums[3], "img_per_s": seen / elapsed})
                     if bar is not None:
                         bar.update(task, completed=step, description=f"fold {fold} epoch {epoch + 1}/{n_epochs}",
@@ -416,8 +422,8 @@ def train_fold(
             batch_in_epoch = 0
             if epoch % cfg_train.eval_every == 0 or epoch >= n_epochs or step >= total_steps:
                 record = _evaluate_epoch(
-                    model, val_faces, test_faces, val_labels, test_labels, au_names=au_names, ctx=ctx, recipe=recipe,
-                    eval_batch=eval_batch, mean=mean, std=std, position=position, epoch=epoch, step=step,
+                    model, eval_loaders, val_labels, test_labels, au_names=au_names, ctx=ctx, recipe=recipe,
+                    mean=mean, std=std, position=position, epoch=epoch, step=step,
                     train_loss=float((loss_sum[0] / max(loss_count, 1)).item()),
                 )
                 record["lr"] = lr_at(max(step - 1, 0), lr=cfg_optim.lr, total_steps=total_steps, warmup_steps=warmup_steps, min_lr_ratio=cfg_optim.min_lr_ratio)
@@ -460,15 +466,13 @@ def train_fold(
 
 def _evaluate_epoch(
     model: nn.Module,
-    val_faces: AugmentedFaces,
-    test_faces: AugmentedFaces,
+    loaders: dict[str, Any],
     val_labels: np.ndarray,
     test_labels: np.ndarray,
     *,
     au_names: Sequence[str],
     ctx: DistContext,
     recipe: Recipe,
-    eval_batch: int,
     mean: Sequence[float],
     std: Sequence[float],
     position: dict[str, Any],
@@ -477,11 +481,13 @@ def _evaluate_epoch(
     train_loss: float,
 ) -> dict[str, Any]:
     """Score validation and test subjects, fit thresholds on validation, update the best epoch."""
-    kwargs = dict(device=ctx.device, precision=recipe.train.precision, batch_size=eval_batch,
-                  num_workers=recipe.data.num_workers, ctx=ctx, mean=mean, std=std)
-    has_val = len(val_faces) > 0
-    val_rows, val_logits = predict_logits(model, val_faces, **kwargs) if has_val else (np.zeros(0, np.int64), np.zeros((0, len(au_names)), np.float32))
-    test_rows, test_logits = predict_logits(model, test_faces, **kwargs)
+    kwargs = dict(device=ctx.device, precision=recipe.train.precision, ctx=ctx, mean=mean, std=std)
+    has_val = "validation" in loaders
+    if has_val:
+        val_rows, val_logits = predict_logits(model, loader=loaders["validation"], **kwargs)
+    else:
+        val_rows, val_logits = np.zeros(0, np.int64), np.zeros((0, len(au_names)), np.float32)
+    test_rows, test_logits = predict_logits(model, loader=loaders["test"], **kwargs)
     val_probs, test_probs = sigmoid(val_logits), sigmoid(test_logits)
     if recipe.train.thresholds == "fitted" and has_val:
         thresholds = fit_thresholds(val_probs, val_labels)
