@@ -186,6 +186,13 @@ def test_rerun_skips_finished_tables_and_redoes_a_missing_one(corpus, predictor,
     assert [(o.key, o.status, o.frames, o.faces) for o in second.outcomes] == [("a.mp4", "skipped", 10, 8), ("b.mp4", "done", 6, 6)]
     assert os.stat(out / "a.csv").st_mtime_ns == stamp
     assert json.loads((out / "predictions.json").read_text())["inputs"] == manifest["inputs"]
+    assert (os.stat(out / "a.csv").st_mode & 0o777) == 0o666 & ~_umask()  # not mkstemp's 0600
+    # killed after a table was renamed but before the manifest said so: the table counts
+    pending = [dict(e, status="pending", frames=0, faces=0) if e["key"] == "b.mp4" else e for e in manifest["inputs"]]
+    (out / "predictions.json").write_text(json.dumps(dict(manifest, inputs=pending, complete=False)))
+    resumed = predict_sources(inputs, predictor, out, face_options=OPTIONS, show_progress=False)
+    assert [(o.status, o.frames, o.faces) for o in resumed.outcomes] == [("skipped", 10, 8), ("skipped", 6, 6)]
+    assert json.loads((out / "predictions.json").read_text())["complete"]
     with pytest.raises(UsageError, match=r"holds predictions made differently \(.*every 1 -> 2"):
         predict_sources(inputs, predictor, out, face_options=FaceOptions(detector="centerface", crop_size=64, every=2), show_progress=False)
     third = predict_sources(inputs, predictor, out, face_options=OPTIONS, overwrite=True, show_progress=False)
@@ -211,3 +218,25 @@ def test_table_names_keep_the_suffix_only_where_names_collide() -> None:
         "F001/T1": "F001/T1.csv", "x.y/T2.5": "x.y/T2.5.csv",
     }
     assert BASE_COLUMNS[:4] == ("frame", "timestamp", "face_id", "success")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_several_faces_on_a_frame_are_rows_by_face_id(predictor, tmp_path) -> None:
+    from media_fixtures import render_frame, write_video
+
+    frames = [render_frame(480, 240, centre=(120 + 4 * i, 120), scale=0.9, others=(((360 - 4 * i, 125), 0.8),)) for i in range(3)]
+    frames.append(render_frame(480, 240, centre=None, scale=0.9))
+    video = write_video(tmp_path / "two.mp4", frames)
+    options = FaceOptions(detector="centerface", crop_size=64, select="all", max_faces=2)
+    summary = predict_sources([video], predictor, tmp_path / "out", face_options=options, show_progress=False)
+    table = read_table(tmp_path / "out" / "two.csv")
+    assert table["frame"].tolist() == [0, 0, 1, 1, 2, 2, 3] and table["face_id"].tolist() == [0, 1, 0, 1, 0, 1, -1]
+    assert table["success"].tolist() == [1] * 6 + [0]
+    left = table["FaceRectX"][table["face_id"] == 0]
+    assert np.all(np.diff(left) >= 0) or np.all(np.diff(left) <= 0)  # a track follows one face
+    assert (summary.outcomes[0].frames, summary.outcomes[0].faces) == (4, 6)

@@ -16,9 +16,9 @@ their shard stay ``failed`` in the merged manifest (and are reported).
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aucli.errors import UsageError
-from aucli.engine.predict_tables import MANIFEST_NAME, keys_digest, read_manifest, utc_now, write_manifest
+from aucli.engine.predict_tables import MANIFEST_NAME, file_mode, keys_digest, read_manifest, utc_now, write_manifest
 
 __all__ = ["MergeSummary", "merge_predictions", "render_merge_summary"]
 
@@ -202,6 +202,7 @@ def _copy_atomic(source: Path, target: Path) -> None:
     os.close(handle)
     try:
         shutil.copyfile(source, temporary)
+        os.chmod(temporary, file_mode())
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

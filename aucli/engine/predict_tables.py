@@ -64,6 +64,7 @@ __all__ = [
     "read_manifest",
     "write_manifest",
     "atomic_write_bytes",
+    "file_mode",
 ]
 
 MANIFEST_FORMAT = "aucli-predictions-1"
@@ -295,10 +296,18 @@ def write_table(
     return path
 
 
+def file_mode() -> int:
+    """Permissions of a new file under the process' umask (0644 under the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync, then rename it over ``path``."""
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(handle, file_mode())  # mkstemp makes 0600; outputs get the usual permissions
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()
