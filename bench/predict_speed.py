@@ -38,7 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # media_
 
 MODELS = {
     "vitb": {"backbone": "vit_base_patch16_224", "backbone_overrides": {}, "img_size": 224, "aus": "bp4d"},
-    "tiny": {"backbone": "test_vit", "backbone_overrides": {"depth": 2, "embed_dim": 32, "num_heads": 2, "patch_size": 8}, "img_size": 32, "aus": "AU1,AU2,AU4,AU12"},
+    "tiny": {
+        "backbone": "test_vit",
+        "backbone_overrides": {"depth": 2, "embed_dim": 32, "num_heads": 2, "patch_size": 8},
+        "img_size": 32,
+        "aus": "AU1,AU2,AU4,AU12",
+    },
 }
 
 
@@ -69,8 +74,12 @@ def save_random_checkpoint(folder: Path, model_name: str) -> Path:
 
     spec = MODELS[model_name]
     torch.manual_seed(0)
-    config = ModelConfig(backbone=spec["backbone"], backbone_overrides=dict(spec["backbone_overrides"]), img_size=spec["img_size"],
-                         au_names=parse_au_list(spec["aus"]))
+    config = ModelConfig(
+        backbone=spec["backbone"],
+        backbone_overrides=dict(spec["backbone_overrides"]),
+        img_size=spec["img_size"],
+        au_names=parse_au_list(spec["aus"]),
+    )
     model = build_model(config, weights="random")
     with torch.no_grad():
         for param in model.trainable_parameters():
@@ -117,10 +126,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from aucli.cli.options import detector_device
     from aucli.engine.predict import Predictor, predict_sources
     from aucli.faces import FaceOptions, extract_faces
     from aucli.media import discover_sources
-    from aucli.cli.options import detector_device
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory(prefix="aucli-predict-bench-") as tmp:
@@ -144,7 +153,9 @@ def main() -> None:
         found = sum(1 for r in extracted if r.faces)
         del extracted
 
-        summary = predict_sources([video], predictor, folder / "out", face_options=options, batch_size=batch, workers=args.workers, show_progress=False)
+        summary = predict_sources(
+            [video], predictor, folder / "out", face_options=options, batch_size=batch, workers=args.workers, show_progress=False
+        )
         end_to_end = {
             "frames": summary.frames,
             "faces": summary.faces,
@@ -164,23 +175,34 @@ def main() -> None:
         "detector_device": options.device,
         "checkpoint_save_and_load_seconds": round(load_seconds, 2),
         "model_only": model,
-        "extract_only": {"frames": args.frames, "frames_with_face": with_face, "found": found, "seconds": round(extract_seconds, 3),
-                         "frames_per_s": round(args.frames / extract_seconds, 1)},
+        "extract_only": {
+            "frames": args.frames,
+            "frames_with_face": with_face,
+            "found": found,
+            "seconds": round(extract_seconds, 3),
+            "frames_per_s": round(args.frames / extract_seconds, 1),
+        },
         "end_to_end": end_to_end,
         "video": f"{width}x{height}, {args.frames} frames",
     }
     if args.json:
         print(json.dumps(figures, indent=2))
         return
-    print(f"AUFormer {figures['backbone']} @ {figures['image_size']}px, {figures['aus']} AUs, random weights; "
-          f"{figures['device']} ({figures['device_name']}), {figures['precision']}, torch threads {args.threads}")
+    print(
+        f"AUFormer {figures['backbone']} @ {figures['image_size']}px, {figures['aus']} AUs, random weights; "
+        f"{figures['device']} ({figures['device_name']}), {figures['precision']}, torch threads {args.threads}"
+    )
     memory = f", peak GPU memory {model['peak_memory_gib']} GiB" if "peak_memory_gib" in model else ""
     print(f"model only      : {model['images_per_s']:8.1f} images/s  (batch {batch} x {reps} reps{memory})")
     extract = figures["extract_only"]
-    print(f"face extraction : {extract['frames_per_s']:8.1f} frames/s  (CenterFace on {options.device}, {figures['video']}, "
-          f"faces on {extract['found']}/{extract['frames_with_face']} face frames)")
-    print(f"end to end      : {end_to_end['frames_per_s']:8.1f} frames/s  ({end_to_end['frames']} frames, {end_to_end['faces']} faces, "
-          f"model busy {end_to_end['model_seconds']:.1f} of {end_to_end['seconds']:.1f} s)")
+    print(
+        f"face extraction : {extract['frames_per_s']:8.1f} frames/s  (CenterFace on {options.device}, {figures['video']}, "
+        f"faces on {extract['found']}/{extract['frames_with_face']} face frames)"
+    )
+    print(
+        f"end to end      : {end_to_end['frames_per_s']:8.1f} frames/s  ({end_to_end['frames']} frames, {end_to_end['faces']} faces, "
+        f"model busy {end_to_end['model_seconds']:.1f} of {end_to_end['seconds']:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

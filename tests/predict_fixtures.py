@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from media_fixtures import VideoPlan, astronaut, write_corrupt_video, write_face_video, write_frame_folder
 
 from aucli.config import ModelConfig
 from aucli.model import build_model
 from aucli.model.checkpoint import save_checkpoint
-from media_fixtures import VideoPlan, astronaut, write_corrupt_video, write_face_video, write_frame_folder
 
 TINY_AUS = ("AU1", "AU2", "AU4", "AU12")
 #: One AU always on (threshold 0), one never (1), two decided at 0.5.

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from predict_fixtures import TINY_AUS, TINY_THRESHOLDS, Corpus, tiny_checkpoint, write_corpus
 
 from aucli.aus import openface_column
 from aucli.engine.predict import Predictor, parse_shard, predict_sources, predict_store, shard_of
 from aucli.engine.predict_tables import BASE_COLUMNS, read_table, table_columns, table_names
 from aucli.errors import UsageError
 from aucli.faces.pipeline import FaceOptions
-from predict_fixtures import TINY_AUS, TINY_THRESHOLDS, Corpus, tiny_checkpoint, write_corpus
 
 OPTIONS = FaceOptions(detector="centerface", crop_size=64)
 
@@ -40,7 +40,9 @@ def corpus(tmp_path_factory) -> Corpus:
 def predicted(corpus, predictor, tmp_path_factory):
     """One run over the whole corpus (batch 4: batches span frames and inputs)."""
     out = tmp_path_factory.mktemp("out") / "preds"
-    summary = predict_sources([corpus.folder, corpus.image], predictor, out, face_options=OPTIONS, batch_size=4, show_progress=False)
+    summary = predict_sources(
+        [corpus.folder, corpus.image], predictor, out, face_options=OPTIONS, batch_size=4, show_progress=False
+    )
     return out, summary
 
 
@@ -51,8 +53,11 @@ def outcome(summary, key):
 def test_one_row_per_sampled_frame_with_openface_columns(corpus, predicted) -> None:
     out, summary = predicted
     assert [(o.key, o.status) for o in summary.outcomes] == [
-        ("corpus/clips/a.mp4", "done"), ("corpus/clips/b.mp4", "done"), ("corpus/clips/bad.mp4", "failed"),
-        ("corpus/F001/T1", "done"), ("still.png", "done"),
+        ("corpus/clips/a.mp4", "done"),
+        ("corpus/clips/b.mp4", "done"),
+        ("corpus/clips/bad.mp4", "failed"),
+        ("corpus/F001/T1", "done"),
+        ("still.png", "done"),
     ]
     for key, plan in corpus.videos.items():
         table = read_table(out / outcome(summary, f"corpus/{key}").table)
@@ -85,7 +90,7 @@ def test_thresholds_decide_the_c_columns(predicted) -> None:
 
 
 def test_frame_folder_numbers_and_a_still_image(corpus, predicted) -> None:
-    out, summary = predicted
+    out, _ = predicted
     folder = read_table(out / "corpus/F001/T1.csv")
     assert folder["frame"].tolist() == corpus.frame_numbers  # BP4D: the number in the file name
     assert folder["success"].tolist() == [0 if n in corpus.frame_no_face else 1 for n in corpus.frame_numbers]
@@ -130,8 +135,14 @@ def test_the_table_holds_the_models_probabilities_of_the_aligned_crops(corpus, p
 def test_parquet_tables(corpus, predictor, tmp_path) -> None:
     import pyarrow.parquet as pq
 
-    summary = predict_sources([corpus.videos["clips/a.mp4"].path], predictor, tmp_path / "pq", face_options=OPTIONS,
-                              table_format="parquet", show_progress=False)
+    summary = predict_sources(
+        [corpus.videos["clips/a.mp4"].path],
+        predictor,
+        tmp_path / "pq",
+        face_options=OPTIONS,
+        table_format="parquet",
+        show_progress=False,
+    )
     path = tmp_path / "pq" / "a.parquet"
     assert [o.table for o in summary.outcomes] == ["a.parquet"] and path.is_file()
     data = pq.read_table(path)
@@ -159,8 +170,13 @@ def test_a_store_gets_a_predictions_run_equal_to_the_tables(corpus, predicted, p
         written = opened.read_run("predictions", "tiny")
     probs = written.arrays["probs"]
     assert probs.shape == (8, 4) and probs.dtype == np.float32
-    assert list(written.arrays["au_names"]) == list(TINY_AUS) and written.attrs["checkpoint"]["weights_sha256"] == predictor.identity["weights_sha256"]
-    np.testing.assert_array_equal(written.arrays["decisions"], (np.round(probs.astype(np.float64), 6) >= np.array(TINY_THRESHOLDS)).astype(np.int8))
+    assert (
+        list(written.arrays["au_names"]) == list(TINY_AUS)
+        and written.attrs["checkpoint"]["weights_sha256"] == predictor.identity["weights_sha256"]
+    )
+    np.testing.assert_array_equal(
+        written.arrays["decisions"], (np.round(probs.astype(np.float64), 6) >= np.array(TINY_THRESHOLDS)).astype(np.int8)
+    )
     # the store's crops are the crops the media run scored: same probabilities as the table
     table = read_table(predicted[0] / outcome(predicted[1], "corpus/clips/a.mp4").table)
     faced = table["success"] == 1
@@ -183,7 +199,10 @@ def test_rerun_skips_finished_tables_and_redoes_a_missing_one(corpus, predictor,
     (out / "b.csv").unlink()
     manifest = json.loads((out / "predictions.json").read_text())
     second = predict_sources(inputs, predictor, out, face_options=OPTIONS, show_progress=False)
-    assert [(o.key, o.status, o.frames, o.faces) for o in second.outcomes] == [("a.mp4", "skipped", 10, 8), ("b.mp4", "done", 6, 6)]
+    assert [(o.key, o.status, o.frames, o.faces) for o in second.outcomes] == [
+        ("a.mp4", "skipped", 10, 8),
+        ("b.mp4", "done", 6, 6),
+    ]
     assert os.stat(out / "a.csv").st_mtime_ns == stamp
     assert json.loads((out / "predictions.json").read_text())["inputs"] == manifest["inputs"]
     assert (os.stat(out / "a.csv").st_mode & 0o777) == 0o666 & ~_umask()  # not mkstemp's 0600
@@ -194,7 +213,9 @@ def test_rerun_skips_finished_tables_and_redoes_a_missing_one(corpus, predictor,
     assert [(o.status, o.frames, o.faces) for o in resumed.outcomes] == [("skipped", 10, 8), ("skipped", 6, 6)]
     assert json.loads((out / "predictions.json").read_text())["complete"]
     with pytest.raises(UsageError, match=r"holds predictions made differently \(.*every 1 -> 2"):
-        predict_sources(inputs, predictor, out, face_options=FaceOptions(detector="centerface", crop_size=64, every=2), show_progress=False)
+        predict_sources(
+            inputs, predictor, out, face_options=FaceOptions(detector="centerface", crop_size=64, every=2), show_progress=False
+        )
     third = predict_sources(inputs, predictor, out, face_options=OPTIONS, overwrite=True, show_progress=False)
     assert [o.status for o in third.outcomes] == ["done", "done"]
 
@@ -214,8 +235,11 @@ def test_shards_partition_the_sorted_inputs() -> None:
 def test_table_names_keep_the_suffix_only_where_names_collide() -> None:
     names = table_names(["clips/a.mp4", "clips/a.avi", "clips/b.mp4", "F001/T1", "x.y/T2.5"], "csv")
     assert names == {
-        "clips/a.mp4": "clips/a.mp4.csv", "clips/a.avi": "clips/a.avi.csv", "clips/b.mp4": "clips/b.csv",
-        "F001/T1": "F001/T1.csv", "x.y/T2.5": "x.y/T2.5.csv",
+        "clips/a.mp4": "clips/a.mp4.csv",
+        "clips/a.avi": "clips/a.avi.csv",
+        "clips/b.mp4": "clips/b.csv",
+        "F001/T1": "F001/T1.csv",
+        "x.y/T2.5": "x.y/T2.5.csv",
     }
     assert BASE_COLUMNS[:4] == ("frame", "timestamp", "face_id", "success")
 

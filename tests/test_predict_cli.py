@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from media_fixtures import write_corrupt_video, write_face_video
+from predict_fixtures import TINY_AUS, tiny_checkpoint
 
 from aucli.cli.main import cli
 from aucli.engine.predict_tables import check_table_format, read_table
 from aucli.errors import UsageError
-from media_fixtures import write_corrupt_video, write_face_video
-from predict_fixtures import TINY_AUS, tiny_checkpoint
 
 FAST = ["--detector", "centerface", "--crop-size", "64", "--device", "cpu"]
 
@@ -51,7 +51,9 @@ def media(tmp_path_factory) -> Path:
 def whole(media, checkpoints, tmp_path_factory) -> tuple[Path, dict, str]:
     """``aucli predict FOLDER`` (the default form, tables on stdout/stderr): output folder, JSON, log."""
     out = tmp_path_factory.mktemp("whole") / "preds"
-    result = CliRunner(env={"COLUMNS": "400"}).invoke(cli, ["predict", str(media), "-c", str(checkpoints[0]), "--out", str(out), *FAST])
+    result = CliRunner(env={"COLUMNS": "400"}).invoke(
+        cli, ["predict", str(media), "-c", str(checkpoints[0]), "--out", str(out), *FAST]
+    )
     assert result.exit_code == 0, result.output
     return out, json.loads((out / "predictions.json").read_text()), flat(result.output)
 
@@ -71,7 +73,12 @@ def test_explicit_run_form_json_and_resume(whole, media, checkpoints, runner) ->
     result = runner.invoke(cli, ["predict", "run", str(media), "-c", str(checkpoints[0]), "--out", str(out), *FAST, "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert {o["key"]: o["status"] for o in summary["outcomes"]} == {"a.mp4": "skipped", "b.mp4": "skipped", "bad.mp4": "failed", "c.mp4": "skipped"}
+    assert {o["key"]: o["status"] for o in summary["outcomes"]} == {
+        "a.mp4": "skipped",
+        "b.mp4": "skipped",
+        "bad.mp4": "failed",
+        "c.mp4": "skipped",
+    }
     assert summary["au_names"] == list(TINY_AUS) and summary["inputs"] == {"done": 0, "skipped": 3, "failed": 1}
 
 
@@ -79,14 +86,20 @@ def test_missing_checkpoint_is_one_error_line(media, tmp_path, runner) -> None:
     missing = tmp_path / "nothing.safetensors"
     result = runner.invoke(cli, ["predict", str(media), "-c", str(missing), "--out", str(tmp_path / "o"), *FAST])
     assert result.exit_code == 1
-    assert result.output == f"Error: checkpoint not found: {tmp_path / 'nothing.json'} (a checkpoint is NAME.safetensors with NAME.json beside it)\n"
+    assert (
+        result.output
+        == f"Error: checkpoint not found: {tmp_path / 'nothing.json'} (a checkpoint is NAME.safetensors with NAME.json beside it)\n"
+    )
     assert not (tmp_path / "o").exists()
 
 
 def test_usage_errors(media, checkpoints, tmp_path, runner, monkeypatch) -> None:
     ck = str(checkpoints[0])
     result = runner.invoke(cli, ["predict", str(media), "-c", ck, *FAST])
-    assert result.exit_code == 2 and result.output == "Error: videos, images and frame folders need --out DIR for their prediction tables\n"
+    assert (
+        result.exit_code == 2
+        and result.output == "Error: videos, images and frame folders need --out DIR for their prediction tables\n"
+    )
     result = runner.invoke(cli, ["predict", str(media), "-c", ck, "--out", str(tmp_path / "o"), "--shard", "3/2", *FAST])
     assert result.exit_code == 2 and "Error: --shard 3/2: shards are numbered 1..n" in result.output
     monkeypatch.setitem(sys.modules, "pyarrow", None)
@@ -98,17 +111,32 @@ def test_shards_partition_the_inputs_and_merge_joins_them(whole, media, checkpoi
     ck, other = (str(c) for c in checkpoints)
     shards = []
     for i in (1, 2):
-        result = runner.invoke(cli, ["predict", str(media), "-c", ck, "--out", str(tmp_path / f"s{i}"), "--shard", f"{i}/2", *FAST, "--json"])
+        result = runner.invoke(
+            cli, ["predict", str(media), "-c", ck, "--out", str(tmp_path / f"s{i}"), "--shard", f"{i}/2", *FAST, "--json"]
+        )
         assert result.exit_code == 0, result.output
         shards.append({o["key"] for o in json.loads(result.stdout)["outcomes"]})
     assert shards == [{"a.mp4", "bad.mp4"}, {"b.mp4", "c.mp4"}]  # sorted keys a, b, bad, c: every 2nd
 
-    result = runner.invoke(cli, ["predict", "merge", str(tmp_path / "s2"), str(tmp_path / "s1"), "--out", str(tmp_path / "merged"), "--json"])
+    result = runner.invoke(
+        cli, ["predict", "merge", str(tmp_path / "s2"), str(tmp_path / "s1"), "--out", str(tmp_path / "merged"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     merged = json.loads(result.stdout)
-    assert (merged["shards"], merged["inputs"], merged["done"], merged["failed"], merged["frames"], merged["faces"]) == (2, 4, 3, 1, 14, 9)
+    assert (merged["shards"], merged["inputs"], merged["done"], merged["failed"], merged["frames"], merged["faces"]) == (
+        2,
+        4,
+        3,
+        1,
+        14,
+        9,
+    )
     manifest = json.loads((tmp_path / "merged" / "predictions.json").read_text())
-    assert manifest["shard"] is None and manifest["complete"] and [e["key"] for e in manifest["inputs"]] == ["a.mp4", "b.mp4", "bad.mp4", "c.mp4"]
+    assert (
+        manifest["shard"] is None
+        and manifest["complete"]
+        and [e["key"] for e in manifest["inputs"]] == ["a.mp4", "b.mp4", "bad.mp4", "c.mp4"]
+    )
     for name in ("a.csv", "b.csv", "c.csv"):  # the same tables as one unsharded run
         got, expected = read_table(tmp_path / "merged" / name), read_table(whole[0] / name)
         assert got.keys() == expected.keys()
@@ -129,7 +157,9 @@ def test_shards_partition_the_inputs_and_merge_joins_them(whole, media, checkpoi
     manifest["inputs"] = [e for e in manifest["inputs"] if e["key"] != "c.mp4"]
     (edited / "predictions.json").write_text(json.dumps(manifest))
     refused([tmp_path / "s1", edited], "the shards hold 3 input(s), the corpus has 4: some inputs are missing")
-    result = runner.invoke(cli, ["predict", str(media), "-c", other, "--out", str(tmp_path / "s2-other"), "--shard", "2/2", *FAST])
+    result = runner.invoke(
+        cli, ["predict", str(media), "-c", other, "--out", str(tmp_path / "s2-other"), "--shard", "2/2", *FAST]
+    )
     assert result.exit_code == 0, result.output
     refused([tmp_path / "s1", tmp_path / "s2-other"], "was predicted with checkpoint")
     refused([tmp_path / "s1", tmp_path / "s2-other"], "shards must come from the same checkpoint")
@@ -155,7 +185,9 @@ def test_a_store_input_gets_a_run_and_names_are_guarded(media, checkpoints, tmp_
     assert flat(result.output).endswith(
         f"Error: {store} already has predictions run 'fold1' made with another checkpoint; pass --overwrite to replace it or choose another --run-name "
     )
-    result = runner.invoke(cli, ["predict", str(store), "-c", other, "--device", "cpu", "--run-name", "fold1", "--overwrite", "--json"])
+    result = runner.invoke(
+        cli, ["predict", str(store), "-c", other, "--device", "cpu", "--run-name", "fold1", "--overwrite", "--json"]
+    )
     assert result.exit_code == 0, result.output
     with CorpusStore.open(store) as opened:
         assert opened.runs("predictions") == ["fold1"]

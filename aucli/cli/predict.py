@@ -46,21 +46,70 @@ def predict() -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--checkpoint", "-c", required=True, help="Checkpoint (NAME.safetensors / NAME.json) or a registry name.")
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), help="Folder of the tables (media inputs).")
-@click.option("--format", "table_format", type=click.Choice(("csv", "parquet")), default="csv", show_default=True, help="Table format (parquet needs pyarrow).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Faces per model call, across frames and inputs.")
-@click.option("--precision", type=click.Choice(("auto", "bf16", "fp32")), default="auto", show_default=True, help="auto: bf16 autocast on GPU, fp32 on CPU.")
-@click.option("--shard", help="i/n: predict every n-th input of the sorted list, from the i-th (1-based); join with `aucli predict merge`.")
-@click.option("--overwrite", is_flag=True, help="Predict again inputs whose table (or store run) exists, and accept a folder made differently.")
+@click.option(
+    "--format",
+    "table_format",
+    type=click.Choice(("csv", "parquet")),
+    default="csv",
+    show_default=True,
+    help="Table format (parquet needs pyarrow).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Faces per model call, across frames and inputs.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(("auto", "bf16", "fp32")),
+    default="auto",
+    show_default=True,
+    help="auto: bf16 autocast on GPU, fp32 on CPU.",
+)
+@click.option(
+    "--shard", help="i/n: predict every n-th input of the sorted list, from the i-th (1-based); join with `aucli predict merge`."
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Predict again inputs whose table (or store run) exists, and accept a folder made differently.",
+)
 @click.option("--run-name", help="Name of the /predictions run of a store input.  [default: from the checkpoint]")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Face extraction processes (media inputs).")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Face extraction processes (media inputs)."
+)
 @click.option("--pattern", help=r"Regex with (?P<subject>...) and optional (?P<recording>...) applied to each path.")
 @click.option("--backbone-weights", help="Backbone weight file, when the one the checkpoint records has moved.")
 @face_options
-@click.option("--detector-device", "detector_device_name", default="auto", show_default=True, help="Face detector device: auto, cpu or cuda.")
+@click.option(
+    "--detector-device",
+    "detector_device_name",
+    default="auto",
+    show_default=True,
+    help="Face detector device: auto, cpu or cuda.",
+)
 @device_option
 @json_option
-def run(inputs, checkpoint, out, table_format, batch_size, precision, shard, overwrite, run_name, workers, pattern, backbone_weights,
-        detector_device_name, device, as_json, **face_values) -> None:
+def run(
+    inputs,
+    checkpoint,
+    out,
+    table_format,
+    batch_size,
+    precision,
+    shard,
+    overwrite,
+    run_name,
+    workers,
+    pattern,
+    backbone_weights,
+    detector_device_name,
+    device,
+    as_json,
+    **face_values,
+) -> None:
     """Predict AUs on every sampled frame of INPUTS with a checkpoint.
 
     INPUTS are videos, images, frame folders, folders to search, globs, list files, or stores

@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from aucli.errors import MediaError, StoreError, UsageError
 from aucli.engine.predict_tables import (
     MANIFEST_FORMAT,
     PredictionTable,
@@ -58,27 +57,40 @@ from aucli.engine.predict_tables import (
     write_manifest,
     write_table,
 )
+from aucli.errors import MediaError, StoreError, UsageError
 
 __all__ = [
-    "Predictor",
+    "STORE_SUFFIXES",
     "InputOutcome",
     "PredictSummary",
-    "parse_shard",
-    "shard_of",
-    "predict_sources",
-    "predict_store",
-    "run_predict",
-    "render_predict_summary",
+    "Predictor",
     "checkpoint_identity",
     "is_store_path",
-    "STORE_SUFFIXES",
+    "parse_shard",
+    "predict_sources",
+    "predict_store",
+    "render_predict_summary",
+    "run_predict",
+    "shard_of",
 ]
 
 #: Inputs with these suffixes are corpus stores (scored from their crops), not media.
 STORE_SUFFIXES = (".h5", ".hdf5")
 #: Face options that change which frames and crops a table is made of; a folder predicted with
 #: other values is not resumed (without ``overwrite``).
-IDENTITY_FACE_OPTIONS = ("detector", "crop_size", "margin", "detect_width", "retry_full", "detect_every", "max_faces", "select", "every", "fps", "threshold")
+IDENTITY_FACE_OPTIONS = (
+    "detector",
+    "crop_size",
+    "margin",
+    "detect_width",
+    "retry_full",
+    "detect_every",
+    "max_faces",
+    "select",
+    "every",
+    "fps",
+    "threshold",
+)
 PRECISIONS = ("auto", "bf16", "fp32")
 #: Seconds between two rewrites of the manifest while tables are being written.
 MANIFEST_INTERVAL = 2.0
@@ -135,7 +147,9 @@ class Predictor:
         identity: see :func:`checkpoint_identity`.
     """
 
-    def __init__(self, checkpoint: str | Path, *, device: str = "auto", precision: str = "auto", backbone_weights: str | None = None) -> None:
+    def __init__(
+        self, checkpoint: str | Path, *, device: str = "auto", precision: str = "auto", backbone_weights: str | None = None
+    ) -> None:
         from aucli.engine.checkpoints import load_model_checkpoint
         from aucli.engine.data import FaceTransform
         from aucli.engine.distributed import resolve_device
@@ -326,7 +340,7 @@ class _Producer(threading.Thread):
     def run(self) -> None:
         try:
             self._produce(self.put)
-        except BaseException as error:  # handed to the consumer, which re-raises it
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises it
             self.put(error)
             return
         self.put(_END)
@@ -431,7 +445,9 @@ def _check_folder(out: Path, previous: dict[str, Any] | None, manifest: dict[str
         return
     differences = []
     if not same_checkpoint(previous.get("checkpoint"), manifest["checkpoint"]):
-        differences.append(f"checkpoint {previous.get('checkpoint', {}).get('name')} -> {manifest['checkpoint']['name']} (other files)")
+        differences.append(
+            f"checkpoint {previous.get('checkpoint', {}).get('name')} -> {manifest['checkpoint']['name']} (other files)"
+        )
     if previous.get("table_format") != manifest["table_format"]:
         differences.append(f"format {previous.get('table_format')} -> {manifest['table_format']}")
     before, now = previous.get("face_options") or {}, manifest["face_options"]
@@ -532,17 +548,31 @@ def predict_sources(
     if root is None:
         found = _rekey(found, inputs)
     if not found.sources:
-        detail = f": {found.problems[0]}" + (f" (and {len(found.problems) - 1} more)" if len(found.problems) > 1 else "") if found.problems else ""
+        detail = (
+            f": {found.problems[0]}" + (f" (and {len(found.problems) - 1} more)" if len(found.problems) > 1 else "")
+            if found.problems
+            else ""
+        )
         raise MediaError(f"no usable input: the inputs name no video, image or frame folder{detail}")
     sources = found.sources
     keys = [s.key for s in sources]
     mine = [sources[j] for j in shard_of(keys, shard)]
 
-    predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device=device, precision=precision, backbone_weights=backbone_weights)
+    predictor = (
+        checkpoint
+        if isinstance(checkpoint, Predictor)
+        else Predictor(checkpoint, device=device, precision=precision, backbone_weights=backbone_weights)
+    )
     names = table_names(keys, table_format)
     summary = PredictSummary(
-        out=out, checkpoint=predictor.identity, au_names=predictor.au_names, thresholds=[float(t) for t in predictor.thresholds],
-        device=str(predictor.device), precision="bf16" if predictor.uses_bf16 else "fp32", table_format=table_format, shard=shard,
+        out=out,
+        checkpoint=predictor.identity,
+        au_names=predictor.au_names,
+        thresholds=[float(t) for t in predictor.thresholds],
+        device=str(predictor.device),
+        precision="bf16" if predictor.uses_bf16 else "fp32",
+        table_format=table_format,
+        shard=shard,
     )
     for problem in found.problems:
         warn(problem)
@@ -556,7 +586,12 @@ def predict_sources(
         "au_names": predictor.au_names,
         "thresholds": [float(t) for t in predictor.thresholds],
         "face_options": _face_options_dict(options),
-        "parameters": {"batch_size": batch_size, "precision": summary.precision, "device": summary.device, "image_size": predictor.image_size},
+        "parameters": {
+            "batch_size": batch_size,
+            "precision": summary.precision,
+            "device": summary.device,
+            "image_size": predictor.image_size,
+        },
         "shard": {"index": shard[0], "count": shard[1]} if shard else None,
         "corpus": {"n_sources": len(keys), "keys_sha256": keys_digest(keys)},
         "inputs": [],
@@ -578,12 +613,25 @@ def predict_sources(
     entries: dict[str, dict[str, Any]] = {}
     if shard is None and previous is not None and not overwrite:
         entries.update({k: e for k, e in recorded.items() if k not in set(keys)})
-        manifest["corpus"] = {"n_sources": len(set(keys) | set(entries)), "keys_sha256": keys_digest(sorted(set(keys) | set(entries), key=_natural))}
+        manifest["corpus"] = {
+            "n_sources": len(set(keys) | set(entries)),
+            "keys_sha256": keys_digest(sorted(set(keys) | set(entries), key=_natural)),
+        }
     plan = []
     for source in mine:
         table = names[source.key]
-        entry = {"key": source.key, "path": str(source.path), "kind": source.kind, "subject": source.subject, "recording": source.recording,
-                 "table": table, "status": "pending", "frames": 0, "faces": 0, "message": ""}
+        entry = {
+            "key": source.key,
+            "path": str(source.path),
+            "kind": source.kind,
+            "subject": source.subject,
+            "recording": source.recording,
+            "table": table,
+            "status": "pending",
+            "frames": 0,
+            "faces": 0,
+            "message": "",
+        }
         old = recorded.get(source.key)
         if (out / table).is_file() and not overwrite:
             if old is not None and old.get("status") == "done" and old.get("table") == table:
@@ -591,7 +639,11 @@ def predict_sources(
             else:
                 frames, faces = table_counts(out / table)  # written just before an interruption
             entry.update(status="done", frames=frames, faces=faces, message=(old or {}).get("message", ""))
-            summary.outcomes.append(InputOutcome(source.key, source.kind, "skipped", frames, faces, table, subject=source.subject, path=str(source.path)))
+            summary.outcomes.append(
+                InputOutcome(
+                    source.key, source.kind, "skipped", frames, faces, table, subject=source.subject, path=str(source.path)
+                )
+            )
         else:
             if overwrite and old is not None and old.get("table") and old["table"] != table:
                 (out / old["table"]).unlink(missing_ok=True)  # our own table of the earlier run, under another name
@@ -605,7 +657,22 @@ def predict_sources(
         if plan:
             if detector is None and workers == 1:
                 detector = make_face_detector(options)
-            _run_media(plan, predictor, options, detector, out, names, entries, manifest, summary, batch_size, workers, queue_frames, show_progress, shard)
+            _run_media(
+                plan,
+                predictor,
+                options,
+                detector,
+                out,
+                names,
+                entries,
+                manifest,
+                summary,
+                batch_size,
+                workers,
+                queue_frames,
+                show_progress,
+                shard,
+            )
     finally:  # also after Ctrl-C: the manifest records the tables written so far
         manifest["complete"] = all(e["status"] != "pending" for e in entries.values())
         manifest["updated_at"] = utc_now()
@@ -628,7 +695,9 @@ def _created_by() -> str:
     return f"aucli {__version__}"
 
 
-def _media_stream(plan: list, options, detector, workers: int, out: Path, shard: tuple[int, int] | None) -> Iterator[tuple[int, Iterable]]:
+def _media_stream(
+    plan: list, options, detector, workers: int, out: Path, shard: tuple[int, int] | None
+) -> Iterator[tuple[int, Iterable]]:
     """``(position in plan, frames)`` per source, frames as ``(frame_index, timestamp, faces)``."""
     if workers > 1 and len(plan) > 1:
         from aucli.preprocess_workers import parallel_extractions
@@ -643,8 +712,22 @@ def _media_stream(plan: list, options, detector, workers: int, out: Path, shard:
         yield position, ((r.frame_index, r.timestamp, r.faces) for r in extract_faces(source, options, detector=detector))
 
 
-def _run_media(plan, predictor: Predictor, options, detector, out: Path, names, entries, manifest, summary: PredictSummary,
-               batch_size: int, workers: int, queue_frames: int | None, show_progress: bool, shard) -> None:
+def _run_media(
+    plan,
+    predictor: Predictor,
+    options,
+    detector,
+    out: Path,
+    names,
+    entries,
+    manifest,
+    summary: PredictSummary,
+    batch_size: int,
+    workers: int,
+    queue_frames: int | None,
+    show_progress: bool,
+    shard,
+) -> None:
     from aucli.console import progress, warn
 
     def produce(put: Callable[[object], bool]) -> None:
@@ -683,15 +766,28 @@ def _run_media(plan, predictor: Predictor, options, detector, out: Path, names, 
         source, acc = plan[position], rows.pop(position)
         entry = entries[source.key]
         table = names[source.key]
-        outcome = InputOutcome(source.key, source.kind, "done", acc.n_frames, 0, table, subject=source.subject, path=str(source.path))
+        outcome = InputOutcome(
+            source.key, source.kind, "done", acc.n_frames, 0, table, subject=source.subject, path=str(source.path)
+        )
         if acc.failure and acc.n_frames == 0:
             outcome.status, outcome.table, outcome.message = "failed", "", acc.failure
             entry.update(status="failed", message=acc.failure)
         else:
             rows_table = acc.table()
-            write_table(out / table, rows_table, au_names=predictor.au_names, thresholds=predictor.thresholds, table_format=summary.table_format,
-                        metadata={"key": source.key, "checkpoint": predictor.identity["name"], "weights_sha256": predictor.identity["weights_sha256"],
-                                  "au_names": predictor.au_names, "thresholds": [float(t) for t in predictor.thresholds]})
+            write_table(
+                out / table,
+                rows_table,
+                au_names=predictor.au_names,
+                thresholds=predictor.thresholds,
+                table_format=summary.table_format,
+                metadata={
+                    "key": source.key,
+                    "checkpoint": predictor.identity["name"],
+                    "weights_sha256": predictor.identity["weights_sha256"],
+                    "au_names": predictor.au_names,
+                    "thresholds": [float(t) for t in predictor.thresholds],
+                },
+            )
             outcome.faces = rows_table.n_faces
             if acc.failure:
                 outcome.message = f"{acc.failure} Kept the {acc.n_frames} frame(s) decoded before the damage."
@@ -732,7 +828,11 @@ def _run_media(plan, predictor: Predictor, options, detector, out: Path, names, 
                         finish_ready()
                     done_frames += 1
                     if done_frames % 8 == 0:
-                        bar.update(task, completed=done_frames, rate=f"{done_frames / max(time.perf_counter() - tick, 1e-9):.1f} frames/s")
+                        bar.update(
+                            task,
+                            completed=done_frames,
+                            rate=f"{done_frames / max(time.perf_counter() - tick, 1e-9):.1f} frames/s",
+                        )
                     continue
                 acc = rows.setdefault(item.source, _SourceRows(len(predictor.au_names)))
                 acc.ended, acc.failure = True, item.failure
@@ -805,10 +905,19 @@ def predict_store(
     store_path = Path(store_path).expanduser()
     with CorpusStore.open(store_path, "r"):
         pass  # a missing or foreign store fails before the model is loaded
-    predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device=device, precision=precision, backbone_weights=backbone_weights)
+    predictor = (
+        checkpoint
+        if isinstance(checkpoint, Predictor)
+        else Predictor(checkpoint, device=device, precision=precision, backbone_weights=backbone_weights)
+    )
     summary = PredictSummary(
-        out=None, checkpoint=predictor.identity, au_names=predictor.au_names, thresholds=[float(t) for t in predictor.thresholds],
-        device=str(predictor.device), precision="bf16" if predictor.uses_bf16 else "fp32", table_format="store",
+        out=None,
+        checkpoint=predictor.identity,
+        au_names=predictor.au_names,
+        thresholds=[float(t) for t in predictor.thresholds],
+        device=str(predictor.device),
+        precision="bf16" if predictor.uses_bf16 else "fp32",
+        table_format="store",
     )
     key = str(store_path)
     with CorpusStore.open(store_path, "r") as store:
@@ -820,12 +929,18 @@ def predict_store(
             attrs = store.run_attrs("predictions", name)
             current = same_checkpoint(attrs.get("checkpoint"), predictor.identity) and int(attrs.get("n_faces", -1)) == n_faces
             if current and not overwrite:
-                summary.outcomes.append(InputOutcome(key, "store", "skipped", n_frames, n_faces, f"/predictions/{name}", path=key))
+                summary.outcomes.append(
+                    InputOutcome(key, "store", "skipped", n_frames, n_faces, f"/predictions/{name}", path=key)
+                )
                 summary.seconds = time.perf_counter() - started
                 return summary
             if not overwrite:
                 if run_name is not None:
-                    why = "another checkpoint" if not same_checkpoint(attrs.get("checkpoint"), predictor.identity) else "fewer faces (the store grew since)"
+                    why = (
+                        "another checkpoint"
+                        if not same_checkpoint(attrs.get("checkpoint"), predictor.identity)
+                        else "fewer faces (the store grew since)"
+                    )
                     raise StoreError(
                         f"{store_path} already has predictions run {name!r} made with {why}; pass --overwrite to replace it or choose another --run-name"
                     )
@@ -867,7 +982,12 @@ def predict_store(
         "batch_size": batch_size,
         "image_size": predictor.image_size,
     }
-    arrays = {"probs": probs, "decisions": decisions, "thresholds": predictor.thresholds.astype(np.float64), "au_names": np.asarray(predictor.au_names, dtype=object)}
+    arrays = {
+        "probs": probs,
+        "decisions": decisions,
+        "thresholds": predictor.thresholds.astype(np.float64),
+        "au_names": np.asarray(predictor.au_names, dtype=object),
+    }
     with CorpusStore.open(store_path, "a") as store:
         if overwrite and name in store.runs("predictions"):
             temporary = store.unique_run_name("predictions", f"{name}-new")
@@ -913,7 +1033,9 @@ def run_predict(
     if stores and media_options.get("shard") is not None:
         raise UsageError("--shard splits media inputs; a store is predicted whole (give stores without --shard)")
     if out_dir is not None and not media:
-        raise UsageError("--out is the folder of media tables; a store's predictions go into the store (drop --out, or add media inputs)")
+        raise UsageError(
+            "--out is the folder of media tables; a store's predictions go into the store (drop --out, or add media inputs)"
+        )
     if run_name is not None and not stores:
         raise UsageError("--run-name names the /predictions run of a store input; no store (.h5) was given")
     if media:
@@ -926,7 +1048,14 @@ def run_predict(
     if media:
         summary = predict_sources(media, predictor, out_dir, batch_size=batch_size, show_progress=show_progress, **media_options)  # type: ignore[arg-type]
     for store in stores:
-        part = predict_store(store, predictor, run_name=run_name, batch_size=batch_size, overwrite=bool(media_options.get("overwrite")), show_progress=show_progress)
+        part = predict_store(
+            store,
+            predictor,
+            run_name=run_name,
+            batch_size=batch_size,
+            overwrite=bool(media_options.get("overwrite")),
+            show_progress=show_progress,
+        )
         if summary is None:
             summary = part
         else:
@@ -948,14 +1077,26 @@ def render_predict_summary(summary: PredictSummary) -> None:
     for column in ("inputs done", "skipped", "failed", "frames", "faces", "frames/s", "seconds"):
         totals.add_column(column, justify="right")
     totals.add_row(
-        str(summary.count("done")), str(summary.count("skipped")), str(summary.count("failed")), str(summary.frames), str(summary.faces),
-        f"{summary.frames_per_second:.1f}", f"{summary.seconds:.1f}",
+        str(summary.count("done")),
+        str(summary.count("skipped")),
+        str(summary.count("failed")),
+        str(summary.frames),
+        str(summary.faces),
+        f"{summary.frames_per_second:.1f}",
+        f"{summary.seconds:.1f}",
     )
     console.print(totals)
     shown = [o for o in summary.outcomes if o.status != "skipped"]
     if shown and len(shown) <= 30:
         table = Table(show_header=True, header_style="bold")
-        for column, justify in (("input", "left"), ("status", "left"), ("frames", "right"), ("faces", "right"), ("written to", "left"), ("problem", "left")):
+        for column, justify in (
+            ("input", "left"),
+            ("status", "left"),
+            ("frames", "right"),
+            ("faces", "right"),
+            ("written to", "left"),
+            ("problem", "left"),
+        ):
             table.add_column(column, justify=justify)  # type: ignore[arg-type]
         for o in shown:
             status = "[red]failed[/red]" if o.status == "failed" else o.status
@@ -967,4 +1108,6 @@ def render_predict_summary(summary: PredictSummary) -> None:
         console.print(f"[yellow]{len(others)} problem(s):[/yellow]")
         for problem in others:
             console.print(f"  - {problem}", highlight=False, markup=False)
-    console.print(f"AUs: {' '.join(summary.au_names)} (thresholds {', '.join(f'{t:.2f}' for t in summary.thresholds)})", highlight=False)
+    console.print(
+        f"AUs: {' '.join(summary.au_names)} (thresholds {', '.join(f'{t:.2f}' for t in summary.thresholds)})", highlight=False
+    )

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aucli.errors import UsageError
 from aucli.engine.predict_tables import MANIFEST_NAME, file_mode, keys_digest, read_manifest, utc_now, write_manifest
+from aucli.errors import UsageError
 
 __all__ = ["MergeSummary", "merge_predictions", "render_merge_summary"]
 
@@ -104,7 +104,9 @@ def merge_predictions(folders: Sequence[str | Path], out: str | Path, *, overwri
         if pending or not manifest.get("complete", False):
             shard = _shard(manifest)
             detail = f"{len(pending)} input(s) pending, e.g. {pending[0]}" if pending else "the run did not finish"
-            raise UsageError(f"{folder} (shard {shard[0]}/{shard[1]}) is incomplete: {detail}; rerun its aucli predict command to finish it")
+            raise UsageError(
+                f"{folder} (shard {shard[0]}/{shard[1]}) is incomplete: {detail}; rerun its aucli predict command to finish it"
+            )
         manifests.append(manifest)
 
     first, base = manifests[0], paths[0]
@@ -116,11 +118,17 @@ def merge_predictions(folders: Sequence[str | Path], out: str | Path, *, overwri
                 f"{base} with {mine.get('name')} (sha256 {str(mine.get('weights_sha256'))[:12]}); shards must come from the same checkpoint"
             )
         if manifest.get("table_format") != first.get("table_format"):
-            raise UsageError(f"{folder} holds {manifest.get('table_format')} tables, {base} {first.get('table_format')}; predict all shards with one --format")
+            raise UsageError(
+                f"{folder} holds {manifest.get('table_format')} tables, {base} {first.get('table_format')}; predict all shards with one --format"
+            )
         if manifest.get("face_options") != first.get("face_options"):
             before, now = first.get("face_options") or {}, manifest.get("face_options") or {}
-            differ = ", ".join(f"{k} {before.get(k)!r} vs {now.get(k)!r}" for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
-            raise UsageError(f"{folder} and {base} were predicted with other face options ({differ}); predict all shards with the same options")
+            differ = ", ".join(
+                f"{k} {before.get(k)!r} vs {now.get(k)!r}" for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)
+            )
+            raise UsageError(
+                f"{folder} and {base} were predicted with other face options ({differ}); predict all shards with the same options"
+            )
         if manifest.get("corpus") != first.get("corpus"):
             raise UsageError(
                 f"{folder} and {base} are shards of different input lists ({manifest['corpus'].get('n_sources')} vs "
@@ -132,7 +140,9 @@ def merge_predictions(folders: Sequence[str | Path], out: str | Path, *, overwri
     for folder, manifest in zip(paths, manifests):
         index, n = _shard(manifest)
         if n != count:
-            raise UsageError(f"{folder} is shard {index}/{n}, {base} is one of {count}; every shard must split the inputs into the same n")
+            raise UsageError(
+                f"{folder} is shard {index}/{n}, {base} is one of {count}; every shard must split the inputs into the same n"
+            )
         if index in seen:
             raise UsageError(f"shard {index}/{n} is given twice: {seen[index]} and {folder}")
         seen[index] = folder
@@ -158,7 +168,9 @@ def merge_predictions(folders: Sequence[str | Path], out: str | Path, *, overwri
         )
     for folder, entry in entries:
         if entry.get("status") == "done" and not (folder / entry["table"]).is_file():
-            raise UsageError(f"{folder / entry['table']} is missing although {folder / MANIFEST_NAME} lists it as done; rerun that shard")
+            raise UsageError(
+                f"{folder / entry['table']} is missing although {folder / MANIFEST_NAME} lists it as done; rerun that shard"
+            )
 
     previous = read_manifest(out) if out.is_dir() else None
     if previous is not None and not overwrite:
@@ -182,12 +194,19 @@ def merge_predictions(folders: Sequence[str | Path], out: str | Path, *, overwri
             warn(message)
             summary.problems.append(message)
         merged_inputs.append(dict(entry))
-    merged = {key: value for key, value in first.items() if key not in ("inputs", "shard", "problems", "created_at", "updated_at", "complete")}
+    merged = {
+        key: value
+        for key, value in first.items()
+        if key not in ("inputs", "shard", "problems", "created_at", "updated_at", "complete")
+    }
     merged.update(
         shard=None,
         inputs=merged_inputs,
         problems=[p for m in manifests for p in m.get("problems", [])],
-        merged_from=[{"folder": str(folder.resolve()), "shard": f"{_shard(m)[0]}/{_shard(m)[1]}", "created_at": m.get("created_at")} for folder, m in zip(paths, manifests)],
+        merged_from=[
+            {"folder": str(folder.resolve()), "shard": f"{_shard(m)[0]}/{_shard(m)[1]}", "created_at": m.get("created_at")}
+            for folder, m in zip(paths, manifests)
+        ],
         created_at=utc_now(),
         complete=True,
     )
@@ -218,8 +237,12 @@ def render_merge_summary(summary: MergeSummary) -> None:
     table = Table(title=f"Merged {summary.shards} shard(s) into {summary.out}", show_header=True, header_style="bold")
     for column in ("inputs", "done", "failed", "frames", "faces", "tables copied"):
         table.add_column(column, justify="right")
-    table.add_row(str(summary.inputs), str(summary.done), str(summary.failed), str(summary.frames), str(summary.faces), str(summary.tables))
+    table.add_row(
+        str(summary.inputs), str(summary.done), str(summary.failed), str(summary.frames), str(summary.faces), str(summary.tables)
+    )
     console.print(table)
     for problem in summary.problems:
         console.print(f"  - {problem}", highlight=False, markup=False)
-    console.print(f"Checkpoint: {summary.checkpoint.get('name')} ({' '.join(summary.checkpoint.get('au_names', []))})", highlight=False)
+    console.print(
+        f"Checkpoint: {summary.checkpoint.get('name')} ({' '.join(summary.checkpoint.get('au_names', []))})", highlight=False
+    )

@@ -48,23 +48,23 @@ from aucli.errors import UsageError
 from aucli.media.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 __all__ = [
+    "BASE_COLUMNS",
     "MANIFEST_FORMAT",
     "MANIFEST_NAME",
-    "TABLE_FORMATS",
-    "BASE_COLUMNS",
     "PROBABILITY_DECIMALS",
+    "TABLE_FORMATS",
     "PredictionTable",
-    "table_columns",
-    "table_names",
-    "keys_digest",
-    "check_table_format",
-    "write_table",
-    "read_table",
-    "table_counts",
-    "read_manifest",
-    "write_manifest",
     "atomic_write_bytes",
+    "check_table_format",
     "file_mode",
+    "keys_digest",
+    "read_manifest",
+    "read_table",
+    "table_columns",
+    "table_counts",
+    "table_names",
+    "write_manifest",
+    "write_table",
 ]
 
 MANIFEST_FORMAT = "aucli-predictions-1"
@@ -137,7 +137,7 @@ def check_table_format(table_format: str) -> str:
         raise UsageError(f"table format must be csv or parquet, got {table_format!r}")
     if value == "parquet":
         try:
-            import pyarrow  # noqa: F401
+            import pyarrow
             import pyarrow.parquet  # noqa: F401
         except ImportError:
             raise UsageError("--format parquet needs pyarrow: pip install 'aucli[parquet]' (or use --format csv)") from None
