@@ -109,12 +109,12 @@ class ReferenceAUFormer(nn.Module):
         self.prefix = model.num_prefix_tokens
         self.head_pool, self.expert_pool = cfg.head_pool, cfg.expert_pool
         self.supervised_blocks = model.supervised_blocks
-        dtype = next(model.parameters()).dtype
+        dtype, device = next(model.parameters()).dtype, next(model.parameters()).device
 
         def experts(groups: nn.ModuleList) -> nn.ModuleList:
             layers = nn.ModuleList()
             for group in groups:
-                row = nn.ModuleList(ReferenceExpert(dim, cfg.moke.bottleneck, cfg.moke.dilations).to(dtype) for _ in range(n))
+                row = nn.ModuleList(ReferenceExpert(dim, cfg.moke.bottleneck, cfg.moke.dilations).to(device, dtype) for _ in range(n))
                 for i, expert in enumerate(row):
                     expert.copy_from(group, i)
                 layers.append(row)
@@ -125,7 +125,7 @@ class ReferenceAUFormer(nn.Module):
         self.expert_heads = nn.ModuleDict()
         for index in self.supervised_blocks:
             grouped_heads = model.expert_heads[str(index)]
-            heads = nn.ModuleList(nn.Linear(grouped_heads.weight[i].numel(), 1, dtype=dtype) for i in range(n))
+            heads = nn.ModuleList(nn.Linear(grouped_heads.weight[i].numel(), 1, device=device, dtype=dtype) for i in range(n))
             with torch.no_grad():
                 for i, head in enumerate(heads):
                     head.weight.copy_(grouped_heads.weight[i].reshape(1, -1))
