@@ -554,7 +554,7 @@ def predict_sources(
             else ""
         )
         raise MediaError(f"no usable input: the inputs name no video, image or frame folder{detail}")
-    sources = found.sources
+    sources = sorted(found.sources, key=lambda s: _natural(s.key))  # shards and merge rely on this order
     keys = [s.key for s in sources]
     mine = [sources[j] for j in shard_of(keys, shard)]
 
