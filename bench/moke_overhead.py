@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     if naive is not None:
         print(f"  naive / AUFormer       {median_ms(times['naive loop']) / median_ms(times['AUFormer']):6.2f}")
     ratio = median_ms(times["AUFormer"]) / plain
-    print(f"AUFormer / plain ViT no-grad forward: {ratio:.3f} (bar 1.35, goal 1.2)")
+    print(f"AUFormer / plain ViT no-grad forward: {ratio:.3f} (bar for vit_base_patch16_224, batch 8, 12 AUs, d = 8 on CPU: 1.35; goal 1.2)")
 
     if not args.no_train:
         model.train()
