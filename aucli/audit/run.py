@@ -97,7 +97,7 @@ class AuditRecord:
         table = Table(title=f"Top {min(n, len(self.flags))} flags")
         for column in ("#", "source", "frames", "AU", "label", "p", "score", "reason"):
             table.add_column(column, justify="right" if column in ("#", "label", "p", "score") else "left",
-                             overflow="fold" if column == "reason" else "ellipsis")
+                             no_wrap=column == "reason", overflow="ellipsis")
         f = self.flags
         for i in range(min(n, len(f))):
             frames = f"{f.frame_start[i]}" if f.frame_start[i] == f.frame_stop[i] else f"{f.frame_start[i]}-{f.frame_stop[i]}"

@@ -39,7 +39,8 @@ def segment_ids(source, track, frame, *, max_gap: float = 2.0) -> np.ndarray:
         return np.zeros(0, np.int64)
     new_sequence = np.r_[True, (source[1:] != source[:-1]) | (track[1:] != track[:-1])]
     step = np.r_[0, np.diff(frame.astype(np.int64))]
-    if np.any(step[~new_sequence] <= 0):
+    n_pairs = np.unique(np.stack([source.astype(np.int64), track.astype(np.int64)], axis=1), axis=0).shape[0]
+    if np.any(step[~new_sequence] <= 0) or int(new_sequence.sum()) != n_pairs:
         raise UsageError("rows must be in sequence order (grouped by source and track, frames strictly increasing); "
                          "sort them with sequence_order() first")
     sequence = np.cumsum(new_sequence) - 1

@@ -168,3 +168,8 @@ def delete(store, name, yes) -> None:
             )
         opened.delete_labels(name)
     console.print(f"Deleted label set {name!r}.", highlight=False)
+
+
+from aucli.cli.labels_compare import compare  # noqa: E402  (aucli labels compare lives in its own module)
+
+labels.add_command(compare)

@@ -1,0 +1,181 @@
+"""Flag rules and scores on hand-built probabilities and labels (no store, no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aucli.audit.flags import ScoringConfig, contradiction, score_labels
+from aucli.audit.rank import average_precision, precision_at_k, recall_at_k
+from aucli.audit.temporal import expand_runs, segment_ids, sequence_order
+from aucli.audit.thresholds import derive_thresholds
+from aucli.errors import UsageError
+from aucli.losses import gradient_peak
+
+
+def one_sequence(n: int) -> np.ndarray:
+    return segment_ids(np.zeros(n), np.zeros(n), np.arange(n))
+
+
+def flags_of(probs, labels, thresholds=None, **config):
+    probs, labels = np.asarray(probs, float), np.asarray(labels, np.int8)
+    if probs.ndim == 1:
+        probs, labels = probs[:, None], labels[:, None]
+    thresholds = thresholds or derive_thresholds([f"AU{k + 1}" for k in range(probs.shape[1])], gammas=1.0)
+    scores = score_labels(probs, labels, one_sequence(probs.shape[0]), thresholds, ScoringConfig(**config))
+    return scores, scores.flag_table()
+
+
+def test_thresholds_come_from_the_gradient_peak() -> None:
+    th = derive_thresholds(["AU1", "AU2", "AU12"], gammas={"AU1": 0.75, "AU2": 1.0, "AU12": 1.25}, margin=0.05)
+    for i, gamma in enumerate((0.75, 1.0, 1.25)):
+        p_star = gradient_peak(gamma, 0.05)[0]
+        assert th.p_star[i] == pytest.approx(p_star) and th.missed[i] == pytest.approx(p_star)
+        assert th.spurious[i] == pytest.approx(1 - p_star)
+    assert th.missed[1] == pytest.approx(0.844, abs=1e-3)
+    assert 0.836 < th.missed[0] < th.missed[1] < th.missed[2] < 0.852  # p* moves little with gamma (DESIGN.md 3)
+    # tiers by occurrence rate when the recipe names no gamma: the rarest third gets 0.75
+    tiers = derive_thresholds(["AU1", "AU2", "AU12"], rates=[0.5, 0.1, 0.3])
+    assert tiers.gammas.tolist() == [1.25, 0.75, 1.0]
+    wider = derive_thresholds(["AU1"], gammas=1.0, margin=0.1)
+    assert wider.missed[0] == pytest.approx(0.816, abs=1e-3)
+    tuned = derive_thresholds(["AU1", "AU12"], gammas=1.0, missed="AU12=0.95", spurious=0.1)
+    assert tuned.missed.tolist() == [pytest.approx(0.8442, abs=1e-4), 0.95] and tuned.spurious.tolist() == [0.1, 0.1]
+    assert tuned.overridden == {"AU12": ["missed", "spurious"], "AU1": ["spurious"]}
+    with pytest.raises(UsageError, match="strictly between 0 and 1"):
+        derive_thresholds(["AU1"], missed="1.5")
+    with pytest.raises(UsageError, match="below the missed threshold"):
+        derive_thresholds(["AU1"], missed=0.3, spurious=0.4)
+
+
+def test_negative_in_the_truncated_region_is_a_missed_flag() -> None:
+    p_star = gradient_peak(1.0, 0.05)[0]
+    labels = np.zeros(30, np.int8)
+    probs = np.full(30, 0.05)
+    probs[10] = p_star + 0.01  # past p*: flagged
+    probs[20] = p_star - 0.05  # before the peak: the loss still pushes it down, not flagged
+    _, flags = flags_of(probs, labels)
+    assert len(flags) == 1
+    assert (flags.start[0], flags.stop[0], flags.kind[0], flags.label[0]) == (10, 11, "missed", 0)
+    assert flags.context[0] == "event"
+
+
+def test_positive_with_low_probability_is_a_spurious_flag() -> None:
+    labels = np.ones(30, np.int8)
+    probs = np.full(30, 0.95)
+    probs[12] = 0.05  # below 1 - p*: flagged
+    probs[22] = 0.3  # low but above the spurious threshold
+    _, flags = flags_of(probs, labels)
+    assert len(flags) == 1 and flags.kind[0] == "spurious" and flags.start[0] == 12
+    assert flags.context[0] == "dip"  # the event around it is one the model agrees with
+
+
+def test_a_contradicted_event_is_one_flag_spanning_it() -> None:
+    labels = np.zeros(40, np.int8)
+    labels[10:22] = 1  # a labelled event of 12 frames
+    probs = np.full(40, 0.03)
+    probs[10:22] = [0.1, 0.05, 0.02, 0.3, 0.02, 0.01, 0.4, 0.02, 0.03, 0.05, 0.2, 0.1]  # some above the threshold
+    scores, flags = flags_of(probs, labels)
+    assert len(flags) == 1
+    assert (flags.start[0], flags.stop[0]) == (10, 22)  # all 12 frames, not one flag per frame
+    assert flags.context[0] == "isolated" and flags.mean_p[0] == pytest.approx(probs[10:22].mean())
+    assert np.all(scores.frame_scores[10:22, 0] == pytest.approx(flags.score[0]))
+    # without temporal evidence: one flag per frame past the threshold, scored by its own probability
+    _, frame_flags = flags_of(probs, labels, temporal=False)
+    assert sorted(frame_flags.start.tolist()) == [10, 11, 12, 14, 15, 17, 18, 19, 21]  # p <= 1 - p* = 0.156
+    assert set(frame_flags.context) == {"frame"}
+
+
+def test_missed_event_inside_absence_and_hole_inside_an_event() -> None:
+    labels = np.zeros(60, np.int8)
+    labels[30:50] = 1
+    labels[39:41] = 0  # a 2-frame hole inside a labelled event
+    probs = np.full(60, 0.04)
+    probs[5:15] = 0.92  # an event nobody labelled
+    probs[30:50] = 0.96
+    _, flags = flags_of(probs, labels)
+    by_start = {int(s): i for i, s in enumerate(flags.start)}
+    assert set(by_start) == {5, 39}
+    assert flags.context[by_start[5]] == "event" and flags.stop[by_start[5]] == 15
+    assert flags.context[by_start[39]] == "isolated" and flags.kind[by_start[39]] == "missed"
+    assert "between frames labelled present" in flags.reasons(["AU1"])[by_start[39]]
+
+
+def test_isolated_runs_score_higher_than_runs_in_consistent_context() -> None:
+    n = 80
+    probs = np.full((n, 2), 0.04)
+    labels = np.zeros((n, 2), np.int8)
+    run = slice(30, 33)
+    # AU1: three frames labelled present in a long absent stretch; the model sees nothing anywhere
+    labels[run, 0] = 1
+    # AU2: the same three frames with the same probabilities, inside a long labelled event the model agrees with
+    labels[10:60, 1] = 1
+    probs[10:60, 1] = 0.95
+    probs[run, 1] = probs[run, 0]
+    scores, flags = flags_of(probs, labels)
+    assert len(flags) == 2
+    isolated, embedded = (int(np.flatnonzero(flags.au == k)[0]) for k in (0, 1))
+    assert flags.context[isolated] == "isolated" and flags.context[embedded] == "dip"
+    assert flags.evidence[isolated] == pytest.approx(flags.evidence[embedded])  # same frame evidence...
+    assert flags.score[isolated] > flags.score[embedded] + 0.05  # ...but the island is the stronger case
+    assert flags.au[0] == 0  # ranked first
+    # the neighbour evidence weakens a flag when the model also contradicts the labels around it
+    noisy_context = probs.copy()
+    noisy_context[24:30, 0] = noisy_context[33:39, 0] = 0.45
+    _, weaker = flags_of(noisy_context, labels)
+    assert weaker.score[weaker.au == 0][0] < flags.score[isolated]
+
+
+def test_boundary_flags_name_their_side() -> None:
+    labels = np.zeros(50, np.int8)
+    labels[20:35] = 1
+    probs = np.full(50, 0.03)
+    probs[17:35] = 0.95  # the model's event starts 3 frames before the labelled onset
+    probs[32:35] = 0.04  # and ends 3 frames before the labelled offset
+    _, flags = flags_of(probs, labels)
+    sides = {(flags.kind[i], flags.side[i]): (int(flags.start[i]), int(flags.stop[i])) for i in range(len(flags))}
+    assert sides == {("missed", "onset"): (17, 20), ("spurious", "offset"): (32, 35)}
+    assert set(flags.context) == {"boundary"}
+
+
+def test_unknown_labels_and_gaps_split_runs() -> None:
+    labels = np.zeros(20, np.int8)
+    labels[8] = -1
+    probs = np.full(20, 0.95)
+    scores, flags = flags_of(probs, labels)
+    assert sorted(zip(flags.start.tolist(), flags.stop.tolist())) == [(0, 8), (9, 20)]
+    assert np.isnan(scores.frame_scores[8, 0])
+    # a frame gap starts a new segment: frames 0-9 then 20-29 of one video
+    frames = np.r_[np.arange(10), np.arange(20, 30)]
+    segments = segment_ids(np.zeros(20), np.zeros(20), frames)
+    assert segments.tolist() == [0] * 10 + [1] * 10
+    every_fifth = segment_ids(np.zeros(6), np.zeros(6), np.array([0, 5, 10, 15, 25, 30]), max_gap=1.5)
+    assert every_fifth.tolist() == [0, 0, 0, 0, 1, 1]  # steps of 5 are the usual step; 10 is a gap
+    th = derive_thresholds(["AU1"], gammas=1.0)
+    split = score_labels(probs[:, None], np.zeros((20, 1), np.int8), segments, th).flag_table()
+    assert sorted(zip(split.start.tolist(), split.stop.tolist())) == [(0, 10), (10, 20)]
+
+
+def test_sequence_order_and_checks() -> None:
+    source, track, frame = np.array([1, 0, 0, 1, 0]), np.array([0, 0, 1, 0, 0]), np.array([3, 2, 0, 1, 1])
+    order = sequence_order(source, track, frame)
+    assert list(zip(source[order], track[order], frame[order])) == [(0, 0, 1), (0, 0, 2), (0, 1, 0), (1, 0, 1), (1, 0, 3)]
+    with pytest.raises(UsageError, match="sequence order"):
+        segment_ids(source, track, frame)
+    th = derive_thresholds(["AU1", "AU2"], gammas=1.0)
+    with pytest.raises(UsageError, match="3 columns but the thresholds cover 2 AUs"):
+        score_labels(np.zeros((4, 3)), np.zeros((4, 3), np.int8), np.zeros(4), th)
+    with pytest.raises(UsageError, match="labels must be -1"):
+        score_labels(np.zeros((4, 2)), np.full((4, 2), 2, np.int8), np.zeros(4), th)
+    assert expand_runs(np.array([2, 7]), np.array([4, 8])).tolist() == [2, 3, 7]
+    q = contradiction(np.array([[0.9, 0.2, 0.5]]), np.array([[0, 1, -1]]))
+    assert q[0, :2].tolist() == pytest.approx([0.9, 0.8]) and np.isnan(q[0, 2])
+
+
+def test_ranking_measures() -> None:
+    scores = np.array([0.9, 0.8, 0.7, 0.6, np.nan])
+    truth = np.array([1, 0, 1, 0, 1], bool)
+    assert precision_at_k(scores, truth, 2) == 0.5
+    assert recall_at_k(scores, truth, 3) == pytest.approx(2 / 3)
+    # hits at ranks 1, 3 and (unscored, last) 5: AP = (1/1 + 2/3 + 3/5) / 3
+    assert average_precision(scores, truth) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
