@@ -132,7 +132,7 @@ def test_shipped_recipes(name: str, aus: tuple[int, ...]) -> None:
     assert recipe.model.img_size == 224
     assert recipe.model.au_names == [au_name(n) for n in aus]
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    assert set(raw) == {"model", "loss"}
+    assert {"model", "loss"} <= set(raw)  # the training sections come from the train engine
     # Every setting line documents itself, like Ultralytics' default.yaml.
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
