@@ -112,7 +112,7 @@ def test_isolated_runs_score_higher_than_runs_in_consistent_context() -> None:
     labels[10:60, 1] = 1
     probs[10:60, 1] = 0.95
     probs[run, 1] = probs[run, 0]
-    scores, flags = flags_of(probs, labels)
+    _, flags = flags_of(probs, labels)
     assert len(flags) == 2
     isolated, embedded = (int(np.flatnonzero(flags.au == k)[0]) for k in (0, 1))
     assert flags.context[isolated] == "isolated" and flags.context[embedded] == "dip"

@@ -1,0 +1,292 @@
+"""How well does ``aucli audit`` find the label mistakes injected into synthetic corpora (issue 6)?
+
+For each noise mix and seed: render a synthetic corpus (``aucli.synth``) into a store (label sets
+``synth``, as a coder delivered it with the injected mistakes, and ``synth_clean``), get
+out-of-fold probabilities for ``synth`` (k subject-fold models trained on the noisy labels with
+:func:`aucli.engine.out_of_fold_predictions`, calibrated per fold on held-out training subjects),
+then rank every known (frame, AU) label with:
+
+- ``audit``: :func:`aucli.audit.flags.score_labels` with temporal evidence (the default);
+- ``audit, no temporal``: the same thresholds, every frame judged alone (score = calibrated q);
+- ``cleanlab rank``: ``cleanlab.multilabel_classification.rank.get_label_quality_scores_per_class``
+  (self-confidence per class; lower quality = more suspicious), the per-class form of
+  ``get_label_quality_scores``;
+- ``cleanlab filter``: ``cleanlab.multilabel_classification.filter.find_multilabel_issues_per_class``
+  (``prune_by_noise_rate``), the per-class form of ``find_label_issues``: its issues first, ranked by
+  self-confidence, then the rest by the same score;
+
+all on the SAME calibrated out-of-fold probabilities. Ground truth: the (frame, AU) labels whose
+occurrence the manifest records as changed (``groundtruth.npz``: ``noisy_levels`` against
+``levels``, occurrence = level >= 1 as in BP4D); labels the noise left uncoded are not judged.
+
+Measures: AUPRC (average precision) of the ranking, precision at k, and for methods with a queue
+(audit: the labels its flags cover; cleanlab filter: its issues) the queue's size, precision and
+recall; ``cleanlab rank`` and ``audit, no temporal`` are also read at the audit's queue length.
+
+Run (CPU, minutes per corpus; ``--work`` keeps corpora, stores and fold models for reruns):
+    python bench/audit_benchmark.py --mixes light,realistic,heavy --seeds 0,1,2
+    python bench/audit_benchmark.py --oof oof.npz --store corpus.h5 --manifest corpus/   (given predictions)
+
+``--oof FILE.npz`` (with ``--store`` and ``--manifest``) evaluates out-of-fold predictions made
+elsewhere (a GPU machine): arrays ``rows`` (n,) store rows, ``au_names`` (K,) and ``calibrated``
+(n, K), or ``logits`` (n, K) plus ``fold`` (n,) to cross-fit a calibration over folds. The
+benchmark writes this same file for every corpus it trains (``WORK/<mix>-seed<k>/oof.npz``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+METHODS = ("audit", "audit, no temporal", "cleanlab rank", "cleanlab filter")
+
+
+# ------------------------------------------------------------------------------------ data
+def make_store(work: Path, mix: str, seed: int, args) -> tuple[Path, Path]:
+    """Corpus and store of one (mix, seed), made once and reused."""
+    from aucli.synth.corpus import CorpusConfig, CorpusManifest, corpus_to_store, make_corpus
+
+    folder = work / f"{mix}-seed{seed}"
+    corpus, store = folder / "corpus", folder / "corpus.h5"
+    if not store.exists():
+        config = CorpusConfig(out=corpus, subjects=args.subjects, seed=seed, tasks=tuple(f"T{i + 1}" for i in range(args.tasks)),
+                              frames=args.frames, size=args.size, noise=mix, workers=args.workers)
+        manifest = make_corpus(config)
+        partial = store.with_suffix(".partial.h5")
+        partial.unlink(missing_ok=True)
+        corpus_to_store(manifest, partial, detector="none", crop_size=args.crop, show_progress=False)
+        partial.rename(store)
+    CorpusManifest.load(corpus)
+    return corpus, store
+
+
+def train_oof(store: Path, folder: Path, args) -> Path:
+    """Out-of-fold predictions of fold models trained on the noisy labels, cached as ``oof.npz``."""
+    out = folder / "oof.npz"
+    if out.exists():
+        return out
+    import torch
+
+    from aucli.config import load_recipe
+    from aucli.engine import out_of_fold_predictions
+
+    torch.set_num_threads(args.threads)
+    overrides = {"train.device": args.device, "data.num_workers": 0, "data.labels": "synth", "model.au_names": "bp4d",
+                 "model.img_size": args.img_size, "optim.epochs": args.epochs, "train.n_folds": args.folds}
+    overrides.update(dict(item.split("=", 1) for item in args.override))
+    recipe = load_recipe(args.recipe, overrides)
+    started = time.perf_counter()
+    result = out_of_fold_predictions(store, recipe, out=folder / "folds", label_set="synth", resume=True, show_progress=args.progress)
+    np.savez(out, rows=result.rows, au_names=np.asarray(result.au_names), logits=result.logits, calibrated=result.calibrated,
+             fold=result.fold, train_seconds=time.perf_counter() - started, mean_f1=result.run.mean_f1())
+    return out
+
+
+def load_oof(path: Path, store: Path):
+    """``(rows, au_names, calibrated)`` from an ``oof.npz`` (cross-fitting a calibration when only logits are there)."""
+    from aucli.audit.sources import cross_fit_calibration
+    from aucli.store import CorpusStore
+
+    data = np.load(path, allow_pickle=False)
+    rows, au_names = data["rows"].astype(np.int64), [str(a) for a in data["au_names"]]
+    if "calibrated" in data:
+        return rows, au_names, data["calibrated"].astype(np.float64)
+    with CorpusStore.open(store) as opened:
+        labels = opened.read_labels("synth", au_names=au_names).occurrence[rows]
+    calibrated, _ = cross_fit_calibration(data["logits"], labels, data["fold"], au_names=au_names)
+    return rows, au_names, calibrated.astype(np.float64)
+
+
+def ground_truth(corpus: Path, store: Path, rows: np.ndarray, au_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(noisy labels, clean labels, changed)`` ``(n, K)`` for the store rows, from the manifest's ground truth."""
+    from aucli.store import CorpusStore
+    from aucli.synth.corpus import CorpusManifest
+
+    manifest = CorpusManifest.load(corpus)
+    arrays = manifest.arrays
+    columns = [manifest.aus.index(a) for a in au_names]
+    start_of = {str((manifest.root / r["media"]).resolve()): r["rows"][0] for r in manifest.recordings}
+    with CorpusStore.open(store) as opened:
+        faces = opened.face_table(["source", "frame"])
+        paths = opened.source_table(latest=False)["path"]
+        noisy_set = opened.read_labels("synth", au_names=au_names).occurrence[rows]
+        clean_set = opened.read_labels("synth_clean", au_names=au_names).occurrence[rows]
+    manifest_rows = np.array([start_of[str(Path(paths[s]).resolve())] for s in faces["source"][rows]]) + faces["frame"][rows]
+    levels = arrays["levels"][manifest_rows][:, columns]
+    noisy_levels = arrays["noisy_levels"][manifest_rows][:, columns]
+    known = noisy_levels >= 0
+    changed = known & ((levels >= 1) != (noisy_levels >= 1))
+    # the store's two label sets say the same (a check of the frame mapping)
+    store_changed = (noisy_set >= 0) & (clean_set >= 0) & (noisy_set != clean_set)
+    if not np.array_equal(changed, store_changed):
+        raise SystemExit(f"{store}: the manifest's changed labels ({int(changed.sum())}) differ from synth vs synth_clean "
+                         f"({int(store_changed.sum())}); the frame mapping is wrong")
+    return noisy_set, clean_set, changed
+
+
+# ------------------------------------------------------------------------------------ methods
+def rank_methods(store: Path, rows: np.ndarray, au_names: list[str], probs: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Scores ``(n, K)`` (higher = more suspicious; NaN = not judged) and queues of every method."""
+    from cleanlab.multilabel_classification.filter import find_multilabel_issues_per_class
+    from cleanlab.multilabel_classification.rank import get_label_quality_scores_per_class
+
+    from aucli.audit.flags import ScoringConfig, score_labels
+    from aucli.audit.temporal import expand_runs, segment_ids, sequence_order
+    from aucli.audit.thresholds import derive_thresholds
+    from aucli.store import CorpusStore
+
+    with CorpusStore.open(store) as opened:
+        faces = opened.face_table(["source", "track", "frame"])
+    order = sequence_order(faces["source"][rows], faces["track"][rows], faces["frame"][rows])
+    if not np.array_equal(order, np.arange(rows.size)):
+        raise SystemExit("rows are expected in sequence order (store order of a synthetic corpus)")
+    segments = segment_ids(faces["source"][rows], faces["track"][rows], faces["frame"][rows])
+    known = (labels == 0) | (labels == 1)
+    rates = np.where(known.sum(0) > 0, (labels == 1).sum(0) / np.maximum(known.sum(0), 1), np.nan)
+    thresholds = derive_thresholds(au_names, rates=rates)
+    results: dict[str, dict[str, Any]] = {}
+    for name, temporal in (("audit", True), ("audit, no temporal", False)):
+        scored = score_labels(probs, labels, segments, thresholds, ScoringConfig(temporal=temporal))
+        queue = np.zeros(labels.shape, bool)
+        flags = scored.flag_table()
+        for k in range(labels.shape[1]):
+            mine = flags.au == k
+            queue[expand_runs(flags.start[mine], flags.stop[mine]), k] = True
+        results[name] = {"scores": scored.frame_scores.astype(np.float64), "queue": queue, "flags": len(flags)}
+    # cleanlab needs every label of a row: judge the rows where all AUs are known (uncoded noise blanks whole frames)
+    full = known.all(axis=1)
+    lists = [list(np.flatnonzero(row == 1)) for row in labels[full]]
+    quality = np.asarray(get_label_quality_scores_per_class(lists, probs[full]))  # (n_full, K), 1 = label looks right
+    scores = np.full(labels.shape, np.nan)
+    scores[full] = 1.0 - quality
+    results["cleanlab rank"] = {"scores": scores, "queue": None}
+    issues = np.asarray(find_multilabel_issues_per_class(lists, probs[full], filter_by="prune_by_noise_rate"))  # (n_full, K) bool
+    queue = np.zeros(labels.shape, bool)
+    queue[full] = issues
+    filter_scores = np.where(queue, 1.0 + scores, scores)  # its issues first, each ranked by self-confidence
+    results["cleanlab filter"] = {"scores": filter_scores, "queue": queue}
+    for name in ("audit", "audit, no temporal"):  # judge the same labels as cleanlab
+        results[name]["scores"] = np.where(full[:, None], results[name]["scores"], np.nan)
+        results[name]["queue"] &= full[:, None]
+    return results
+
+
+def measure(results: dict[str, dict[str, Any]], changed: np.ndarray, ks: list[int]) -> dict[str, dict[str, float]]:
+    from aucli.audit.rank import average_precision, precision_at_k, recall_at_k
+
+    judged = np.isfinite(results["cleanlab rank"]["scores"])
+    truth = changed & judged
+    audit_queue = int(results["audit"]["queue"].sum())
+    table: dict[str, dict[str, float]] = {}
+    for name, result in results.items():
+        scores = result["scores"].reshape(-1)
+        row = {"auprc": average_precision(scores, truth.reshape(-1))}
+        row.update({f"p@{k}": precision_at_k(scores, truth.reshape(-1), k) for k in ks})
+        queue = result["queue"]
+        length = int(queue.sum()) if queue is not None else audit_queue
+        row["queue"] = length if queue is not None else float("nan")
+        row["queue precision"] = float(truth[queue].mean()) if queue is not None and queue.any() else float("nan")
+        row["recall@queue"] = recall_at_k(scores, truth.reshape(-1), length) if length else float("nan")
+        row["recall@audit queue"] = recall_at_k(scores, truth.reshape(-1), audit_queue) if audit_queue else float("nan")
+        table[name] = row
+    table["_corpus"] = {"labels": int(judged.sum()), "wrong": int(truth.sum()), "base rate": float(truth.sum() / max(judged.sum(), 1))}
+    return table
+
+
+def model_quality(probs: np.ndarray, clean: np.ndarray, noisy: np.ndarray) -> dict[str, float]:
+    from aucli.metrics import auc_scores, nanmean
+
+    return {"auc vs clean": nanmean(auc_scores(probs, clean)), "auc vs noisy": nanmean(auc_scores(probs, noisy))}
+
+
+# ------------------------------------------------------------------------------------ report
+def summarise(records: list[dict[str, Any]], ks: list[int]) -> None:
+    from rich.table import Table
+
+    from aucli.console import console
+
+    columns = ["auprc", *[f"p@{k}" for k in ks], "queue", "queue precision", "recall@queue", "recall@audit queue"]
+    table = Table(title="Finding injected label mistakes: (frame, AU) ranking, mean ± sd over seeds")
+    for column in ("mix", "method", *columns):
+        table.add_column(column, justify="left" if column in ("mix", "method") else "right")
+    for mix in dict.fromkeys(r["mix"] for r in records):
+        mine = [r for r in records if r["mix"] == mix]
+        corpus = mine[0]["measures"]["_corpus"]
+        quality = np.mean([r["quality"]["auc vs clean"] for r in mine])
+        for n, method in enumerate(METHODS):
+            cells = []
+            for column in columns:
+                values = np.array([r["measures"][method][column] for r in mine], dtype=float)
+                if np.all(np.isnan(values)):
+                    cells.append("-")
+                elif column == "queue":
+                    cells.append(f"{np.nanmean(values):,.0f}")
+                else:
+                    cells.append(f"{100 * np.nanmean(values):.1f} ± {100 * np.nanstd(values):.1f}")
+            label = f"{mix} ({len(mine)} seeds, {corpus['wrong']:,}/{corpus['labels']:,} wrong, model AUC {quality:.2f})" if n == 0 else ""
+            table.add_row(label, method, *cells)
+        table.add_section()
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mixes", default="light,realistic,heavy", help="noise mixes (aucli synth --noise), comma-separated")
+    parser.add_argument("--seeds", default="0,1,2", help="corpus seeds")
+    parser.add_argument("--subjects", type=int, default=6)
+    parser.add_argument("--tasks", type=int, default=2, help="BP4D tasks per subject")
+    parser.add_argument("--frames", type=int, default=150, help="frames per task")
+    parser.add_argument("--size", type=int, default=128, help="rendered frame size")
+    parser.add_argument("--crop", type=int, default=96, help="stored face crop size")
+    parser.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "recipes" / "synthetic.yaml"))
+    parser.add_argument("--override", "-o", action="append", default=[], help="recipe KEY=VALUE (repeatable)")
+    parser.add_argument("--img-size", type=int, default=64, help="model input size (patch 8)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering a corpus")
+    parser.add_argument("--work", type=Path, default=Path("bench/out/audit_benchmark"), help="corpora, stores, fold models, oof.npz")
+    parser.add_argument("--k", default="100,500", help="precision at k")
+    parser.add_argument("--oof", type=Path, help="evaluate these out-of-fold predictions (with --store and --manifest)")
+    parser.add_argument("--store", type=Path, help="store of --oof")
+    parser.add_argument("--manifest", type=Path, help="synthetic corpus folder (manifest.json) of --store")
+    parser.add_argument("--progress", action="store_true", help="show training progress")
+    parser.add_argument("--json", type=Path, help="also write the per-corpus measures as JSON")
+    args = parser.parse_args()
+    ks = [int(k) for k in args.k.split(",")]
+    jobs: list[tuple[str, int, Path, Path, Path]] = []
+    if args.oof:
+        if not (args.store and args.manifest):
+            parser.error("--oof needs --store STORE.h5 and --manifest CORPUS_DIR")
+        jobs.append(("given", 0, args.manifest, args.store, args.oof))
+    else:
+        for mix in args.mixes.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                corpus, store = make_store(args.work, mix, seed, args)
+                started = time.perf_counter()
+                oof = train_oof(store, store.parent, args)
+                print(f"{mix} seed {seed}: out-of-fold predictions ready ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+                jobs.append((mix, seed, corpus, store, oof))
+    records = []
+    for mix, seed, corpus, store, oof_path in jobs:
+        rows, au_names, probs = load_oof(oof_path, store)
+        noisy, clean, changed = ground_truth(corpus, store, rows, au_names)
+        results = rank_methods(store, rows, au_names, probs, noisy)
+        records.append({"mix": mix, "seed": seed, "measures": measure(results, changed, ks),
+                        "quality": model_quality(probs, clean, noisy), "flags": results["audit"]["flags"]})
+    summarise(records, ks)
+    if args.json:
+        args.json.write_text(json.dumps(records, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
