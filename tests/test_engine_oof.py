@@ -37,6 +37,15 @@ def test_out_of_fold_predictions_cover_every_labelled_face_once(tmp_path):
         expected = fit_calibration(saved["validation_logits"].numpy(), labels[val_rows], au_names=list(TOY_AUS))
         assert oof.calibrations[fold].to_dict() == expected.to_dict()
         np.testing.assert_allclose(oof.calibrated[mine], expected.apply(oof.logits[mine]), rtol=1e-6)
+    summary = oof.run.summary()
+    assert summary["folds"] == [1, 2, 3] and len(summary["f1_std"]) == len(TOY_AUS)
+    assert summary["mean_f1"] == np.mean([f.test.mean_f1 for f in oof.run.folds])
+    from rich.console import Console
+
+    console = Console(width=120, record=True)
+    console.print(oof.run.table())
+    text = console.export_text()
+    assert "fold 3" in text and "std" in text and "AU10R" in text
     attrs = oof.attrs()
     assert attrs["label_set"] == "manual" and set(attrs["calibrations"]) == {"1", "2", "3"}
     arrays = oof.to_arrays()

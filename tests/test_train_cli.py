@@ -26,7 +26,7 @@ def smoke_run(toy_store, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("runs") / "smoke"
     args = ["train", str(toy_store), "--out", str(out), "--epochs", "1", "--batch-size", "16", "--seed", "1", "--quiet",
-            *toy_override_args()]
+            *toy_override_args(), "--workers", "1"]  # one DataLoader process: the store is opened inside it
     result = CliRunner().invoke(cli, args)
     return result, out
 
@@ -37,6 +37,7 @@ def test_one_epoch_smoke_run_writes_the_run_folder(smoke_run):
     assert "Test F1 (%) per AU" in result.output and "AU10R" in result.output
     recipe = yaml.safe_load((out / "recipe.yaml").read_text())
     assert recipe["optim"]["epochs"] == 1 and recipe["data"]["batch_size"] == 16 and recipe["train"]["seed"] == 1
+    assert recipe["data"]["num_workers"] == 1  # the dedicated flag wins over --override data.num_workers=0
     assert recipe["model"]["au_names"] == list(TOY_AUS)
     run = read_json(out / "run.json")
     assert run["label_set"] == "manual" and run["au_columns"] == {a: a for a in TOY_AUS} and run["folds"] == [1]
