@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "train": "aucli.cli.train:train",
     "eval": "aucli.cli.eval:eval_",
     "synth": "aucli.cli.synth:synth",
+    "pretrain": "aucli.cli.pretrain:pretrain",
     "audit": "aucli.cli.audit:audit",
 }
 
