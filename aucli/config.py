@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import re
 import difflib
 import types
 import typing
@@ -478,6 +479,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+_FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
 def _coerce(value: Any, tp: Any, dotted: str) -> Any:
     """Check ``value`` against the annotation ``tp`` and convert where it is lossless (int -> float, list -> tuple)."""
     origin = typing.get_origin(tp)
@@ -516,6 +520,9 @@ def _coerce(value: Any, tp: Any, dotted: str) -> Any:
         raise bad
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
+            # YAML 1.1 reads "1e-3" (no dot) as a string; users mean a number.
             return float(value)
         raise bad
     if tp is str:

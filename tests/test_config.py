@@ -137,3 +137,10 @@ def test_shipped_recipes(name: str, aus: tuple[int, ...]) -> None:
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             assert "#" in line, f"{name}.yaml line without a comment: {line!r}"
+
+
+def test_float_overrides_accept_exponents_without_a_dot() -> None:
+    from aucli.config import load_recipe
+
+    assert load_recipe(None, ["optim.lr=1e-3"]).optim.lr == 1e-3
+    assert load_recipe(None, ["loss.margin=5e-2"]).loss.margin == 0.05
