@@ -27,6 +27,14 @@ Run (CPU, minutes per corpus; ``--work`` keeps corpora, stores and fold models f
     python bench/audit_benchmark.py --mixes light,realistic,heavy --seeds 0,1,2
     python bench/audit_benchmark.py --oof oof.npz --store corpus.h5 --manifest corpus/   (given predictions)
 
+``--judge SIGMA,...`` replaces the trained models by a *simulated judge*, to compare the rankers
+when the model is informative (a frozen random backbone trained for minutes on a CPU is not):
+``logit = 3 tanh(I - 0.5) + slow + fast`` per (frame, AU), with ``I`` the exact rendered intensity
+(max over sides; occurrence is I >~ 0.5), ``slow`` an AR(1) drift along the frames of a recording
+(correlation 0.95 per frame: a model's errors persist over neighbouring frames) and ``fast`` white
+noise, each of standard deviation ``SIGMA / sqrt(2)``. It never sees the noisy labels; its logits
+are calibrated by cross-fitting over 3 subject groups, as a ``--checkpoint`` audit does.
+
 ``--oof FILE.npz`` (with ``--store`` and ``--manifest``) evaluates out-of-fold predictions made
 elsewhere (a GPU machine): arrays ``rows`` (n,) store rows, ``au_names`` (K,) and ``calibrated``
 (n, K), or ``logits`` (n, K) plus ``fold`` (n,) to cross-fit a calibration over folds. The
@@ -81,12 +89,49 @@ def train_oof(store: Path, folder: Path, args) -> Path:
     torch.set_num_threads(args.threads)
     overrides = {"train.device": args.device, "data.num_workers": 0, "data.labels": "synth", "model.au_names": "bp4d",
                  "model.img_size": args.img_size, "optim.epochs": args.epochs, "train.n_folds": args.folds}
-    overrides.update(dict(item.split("=", 1) for item in args.override))
-    recipe = load_recipe(args.recipe, overrides)
+    recipe = load_recipe(args.recipe, [*(f"{k}={json.dumps(v)}" for k, v in overrides.items()), *args.override])
     started = time.perf_counter()
     result = out_of_fold_predictions(store, recipe, out=folder / "folds", label_set="synth", resume=True, show_progress=args.progress)
     np.savez(out, rows=result.rows, au_names=np.asarray(result.au_names), logits=result.logits, calibrated=result.calibrated,
              fold=result.fold, train_seconds=time.perf_counter() - started, mean_f1=result.run.mean_f1())
+    return out
+
+
+def simulated_judge(corpus: Path, store: Path, folder: Path, sigma: float, seed: int) -> Path:
+    """Out-of-fold-like predictions of a simulated judge (module docstring), cached as ``judge-SIGMA.npz``."""
+    from aucli.aus import parse_au_list
+    from aucli.store import CorpusStore
+    from aucli.synth.corpus import CorpusManifest
+
+    out = folder / f"judge-{sigma:g}.npz"
+    if out.exists():
+        return out
+    au_names = parse_au_list("bp4d")
+    manifest = CorpusManifest.load(corpus)
+    with CorpusStore.open(store) as opened:
+        rows = opened.read_labels("synth", au_names=au_names).labelled_rows()
+        subjects = opened.face_subjects()[rows]
+        faces = opened.face_table(["source", "frame"])
+        paths = opened.source_table(latest=False)["path"]
+    start_of = {str((manifest.root / r["media"]).resolve()): r["rows"][0] for r in manifest.recordings}
+    source = faces["source"][rows]
+    manifest_rows = np.array([start_of[str(Path(paths[s]).resolve())] for s in source]) + faces["frame"][rows]
+    columns = [manifest.aus.index(a) for a in au_names]
+    intensity = manifest.arrays["intensity"][manifest_rows][:, columns].max(axis=2).astype(np.float64)
+    rng = np.random.default_rng(1000 + seed)
+    scale = sigma / np.sqrt(2.0)
+    fast = rng.normal(0.0, scale, intensity.shape)
+    slow = np.empty_like(intensity)
+    innovation = rng.normal(0.0, scale * np.sqrt(1 - 0.95**2), intensity.shape)
+    for i in range(rows.size):
+        new_recording = i == 0 or source[i] != source[i - 1]
+        slow[i] = rng.normal(0.0, scale, intensity.shape[1]) if new_recording else 0.95 * slow[i - 1] + innovation[i]
+    logits = 3.0 * np.tanh(intensity - 0.5) + slow + fast
+    from aucli.protocols import balanced_partitions
+
+    groups = {s: g + 1 for g, part in enumerate(balanced_partitions(sorted(set(subjects.tolist())), 3, seed=seed)) for s in part}
+    np.savez(out, rows=rows, au_names=np.asarray(au_names), logits=logits.astype(np.float32),
+             fold=np.array([groups[s] for s in subjects], np.int32))
     return out
 
 
@@ -209,9 +254,10 @@ def model_quality(probs: np.ndarray, clean: np.ndarray, noisy: np.ndarray) -> di
 
 # ------------------------------------------------------------------------------------ report
 def summarise(records: list[dict[str, Any]], ks: list[int]) -> None:
+    from rich.console import Console
     from rich.table import Table
 
-    from aucli.console import console
+    console = Console(width=190)
 
     columns = ["auprc", *[f"p@{k}" for k in ks], "queue", "queue precision", "recall@queue", "recall@audit queue"]
     table = Table(title="Finding injected label mistakes: (frame, AU) ranking, mean ± sd over seeds")
@@ -256,6 +302,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes rendering a corpus")
     parser.add_argument("--work", type=Path, default=Path("bench/out/audit_benchmark"), help="corpora, stores, fold models, oof.npz")
     parser.add_argument("--k", default="100,500", help="precision at k")
+    parser.add_argument("--judge", help="simulated judge noise levels (SIGMA,...) instead of trained fold models")
     parser.add_argument("--oof", type=Path, help="evaluate these out-of-fold predictions (with --store and --manifest)")
     parser.add_argument("--store", type=Path, help="store of --oof")
     parser.add_argument("--manifest", type=Path, help="synthetic corpus folder (manifest.json) of --store")
@@ -272,6 +319,11 @@ def main() -> None:
         for mix in args.mixes.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
                 corpus, store = make_store(args.work, mix, seed, args)
+                if args.judge:
+                    for sigma in (float(x) for x in args.judge.split(",")):
+                        jobs.append((f"{mix}, judge sigma {sigma:g}", seed, corpus, store,
+                                     simulated_judge(corpus, store, store.parent, sigma, seed)))
+                    continue
                 started = time.perf_counter()
                 oof = train_oof(store, store.parent, args)
                 print(f"{mix} seed {seed}: out-of-fold predictions ready ({time.perf_counter() - started:.0f} s)", file=sys.stderr)

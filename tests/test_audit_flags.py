@@ -179,3 +179,20 @@ def test_ranking_measures() -> None:
     assert recall_at_k(scores, truth, 3) == pytest.approx(2 / 3)
     # hits at ranks 1, 3 and (unscored, last) 5: AP = (1/1 + 2/3 + 3/5) / 3
     assert average_precision(scores, truth) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+
+
+def test_a_one_frame_model_blip_scores_below_a_sustained_unlabelled_event() -> None:
+    labels = np.zeros((60, 2), np.int8)
+    probs = np.full((60, 2), 0.04)
+    probs[30, 0] = 0.95  # one frame
+    probs[26:34, 1] = 0.95  # eight frames, same evidence per frame
+    _, flags = flags_of(probs, labels)
+    blip, sustained = (int(np.flatnonzero(flags.au == k)[0]) for k in (0, 1))
+    assert flags.context[blip] == flags.context[sustained] == "event"
+    assert flags.evidence[blip] == pytest.approx(flags.evidence[sustained])
+    assert flags.score[sustained] > flags.score[blip] + 0.02
+    # the prior is a setting: without it both score the same
+    _, flat = flags_of(probs, labels, duration=0.0)
+    assert flat.score[0] == pytest.approx(flat.score[1])
+    with pytest.raises(UsageError, match="unknown context"):
+        ScoringConfig(bonus_missed={"dip": 1.0})

@@ -30,8 +30,14 @@ Temporal evidence (``ScoringConfig.temporal``, the default):
 3. Neighbour agreement ``a``: how much the model agrees with the labels of the ``context`` known
    frames on each side of the flag (mean of ``1 - q``). A context the model reads the same way as
    the coder makes the contrast credible; a context the model contradicts too makes it less so.
-4. Score = ``sigmoid(mean e over the flag + bonus[context] * a)``: one number in (0, 1) that ranks
-   all flags together, read as the approximate odds that the labels are wrong.
+4. Score = ``sigmoid(mean e over the flag + bonus[kind, context] * a + duration)``: one number in
+   (0, 1) that ranks all flags together, read as the approximate odds that the labels are wrong.
+   Default bonuses (log-odds): isolated +1.5; event +0.5; boundary 0 for a missed flag (the model's
+   event reaches past the labelled one) and -0.75 for a spurious one (an AU is weakest at its onset
+   and offset, where any model is least sure, so low p there is weak evidence); dip -1.5.
+   ``duration`` applies to missed events, which are the model's own events: AU events last many
+   frames, so a one-frame blip of the model inside labelled absence is mostly the model's noise:
+   ``0.5 * log2(length / 4)``, clipped to [-1, +1] (1 frame -1, 4 frames 0, 16 frames +1).
 
 Without temporal evidence every seed frame is its own flag (context ``frame``) with score ``q``.
 """
@@ -47,10 +53,15 @@ from aucli.audit.temporal import expand_runs, label_runs, runs, window_mean
 from aucli.audit.thresholds import AuditThresholds
 from aucli.errors import UsageError
 
-__all__ = ["CONTEXTS", "KINDS", "AuditScores", "Candidates", "ScoringConfig", "contradiction", "score_labels"]
+__all__ = ["CONTEXTS", "DEFAULT_BONUS", "KINDS", "AuditScores", "Candidates", "ScoringConfig", "contradiction", "score_labels"]
 
 KINDS = ("missed", "spurious")
 CONTEXTS = ("isolated", "event", "boundary", "dip", "frame")
+#: Log-odds bonus per kind and context (module docstring); a missed flag is never a dip.
+DEFAULT_BONUS: dict[str, dict[str, float]] = {
+    "missed": {"isolated": 1.5, "event": 0.5, "boundary": 0.0},
+    "spurious": {"isolated": 1.5, "event": 0.5, "boundary": -0.75, "dip": -1.5},
+}
 
 
 @dataclass
@@ -62,8 +73,14 @@ class ScoringConfig:
     extend: float = 0.5
     #: known frames on each side whose agreement with the model strengthens or weakens a flag
     context: int = 5
-    #: log-odds added per context, scaled by the neighbour agreement
-    bonus: dict[str, float] = field(default_factory=lambda: {"isolated": 1.5, "event": 0.5, "boundary": 0.0, "dip": -1.0})
+    #: log-odds added per context of a missed flag (y = 0), scaled by the neighbour agreement
+    bonus_missed: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BONUS["missed"]))
+    #: log-odds added per context of a spurious flag (y = 1), scaled by the neighbour agreement
+    bonus_spurious: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BONUS["spurious"]))
+    #: log-odds per doubling of a missed event's length (0: no duration prior)
+    duration: float = 0.5
+    #: length (frames) at which the duration prior is neutral
+    min_event: float = 4.0
     #: frame evidence is clipped to +- this many log-odds (p = 0.9975)
     clip: float = 6.0
 
@@ -72,10 +89,14 @@ class ScoringConfig:
             raise UsageError(f"extend must be between 0 and 1; found {self.extend}")
         if self.context < 0:
             raise UsageError(f"context must be >= 0 frames; found {self.context}")
-        unknown = sorted(set(self.bonus) - set(CONTEXTS))
-        if unknown:
-            raise UsageError(f"unknown context(s) {unknown} in bonus; contexts: {', '.join(CONTEXTS[:4])}")
-        self.bonus = {"isolated": 1.5, "event": 0.5, "boundary": 0.0, "dip": -1.0, **self.bonus}
+        if self.min_event < 1:
+            raise UsageError(f"min_event must be at least 1 frame; found {self.min_event}")
+        for kind in KINDS:
+            given = getattr(self, f"bonus_{kind}")
+            unknown = sorted(set(given) - set(DEFAULT_BONUS[kind]))
+            if unknown:
+                raise UsageError(f"unknown context(s) {unknown} in bonus_{kind}; contexts: {', '.join(DEFAULT_BONUS[kind])}")
+            setattr(self, f"bonus_{kind}", {**DEFAULT_BONUS[kind], **given})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -270,8 +291,10 @@ def _temporal_candidates(k, y, p, q, e, known, seed, segments, config: ScoringCo
     agree_values = np.where(known, 1.0 - np.nan_to_num(q), 0.0)
     agreement, count = window_mean(agree_values, known, segments, start, stop, config.context)
     weight = np.where(count > 0, agreement, 0.5)
-    bonus = np.array([config.bonus[c] for c in context])
-    logit_score = mean_e + bonus * weight
+    bonus = np.array([(config.bonus_spurious if pos else config.bonus_missed)[c] for pos, c in zip(positive, context)])
+    duration = np.where(~positive & (context == "event"),
+                        np.clip(config.duration * np.log2(length / config.min_event), -1.0, 1.0), 0.0)
+    logit_score = mean_e + bonus * weight + duration
     score = 1.0 / (1.0 + np.exp(-logit_score))
     return Candidates(
         au=np.full(m, k, np.int64), start=start.astype(np.int64), stop=stop.astype(np.int64), label=label.astype(np.int8),
