@@ -32,9 +32,11 @@ Temporal evidence (``ScoringConfig.temporal``, the default):
    the coder makes the contrast credible; a context the model contradicts too makes it less so.
 4. Score = ``sigmoid(mean e over the flag + bonus[kind, context] * a + duration)``: one number in
    (0, 1) that ranks all flags together, read as the approximate odds that the labels are wrong.
-   Default bonuses (log-odds): isolated +1.5; event +0.5; boundary 0 for a missed flag (the model's
-   event reaches past the labelled one) and -0.75 for a spurious one (an AU is weakest at its onset
-   and offset, where any model is least sure, so low p there is weak evidence); dip -1.5.
+   Default bonuses (log-odds): isolated +1.5; event +0.5 for a missed flag, 0 for a spurious one
+   (a labelled event cut by a sequence edge or an unknown label may or may not be an island);
+   boundary 0 for a missed flag (the model's event reaches past the labelled one) and -0.75 for a
+   spurious one (an AU is weakest at its onset and offset, where any model is least sure, so low p
+   there is weak evidence); dip -1.5.
    ``duration`` applies to missed events, which are the model's own events: AU events last many
    frames, so a one-frame blip of the model inside labelled absence is mostly the model's noise:
    ``0.5 * log2(length / 4)``, clipped to [-1, +1] (1 frame -1, 4 frames 0, 16 frames +1).
@@ -60,7 +62,7 @@ CONTEXTS = ("isolated", "event", "boundary", "dip", "frame")
 #: Log-odds bonus per kind and context (module docstring); a missed flag is never a dip.
 DEFAULT_BONUS: dict[str, dict[str, float]] = {
     "missed": {"isolated": 1.5, "event": 0.5, "boundary": 0.0},
-    "spurious": {"isolated": 1.5, "event": 0.5, "boundary": -0.75, "dip": -1.5},
+    "spurious": {"isolated": 1.5, "event": 0.0, "boundary": -0.75, "dip": -1.5},
 }
 
 
