@@ -113,7 +113,9 @@ class _Timelines:
         x = frames[window]
         label = record.labels[window, k].astype(float)
         label[label < 0] = np.nan
-        ax.axvspan(frames[first] - 0.5, frames[last] + 0.5, color=np.array(FLAG_COLOUR) / 255, alpha=0.25, lw=0, label="flag")
+        orange = np.array(FLAG_COLOUR) / 255
+        ax.axvspan(frames[first] - 0.5, frames[last] + 0.5, color=orange, alpha=0.25, lw=0, label="flag")
+        ax.axvspan(frames[first] - 0.5, frames[last] + 0.5, ymin=0.94, ymax=1.0, color=orange, lw=0)
         ax.fill_between(x, 0, np.nan_to_num(label), step="mid", color="#4a90d9", alpha=0.35, lw=0, label="label = 1")
         ax.step(x, label, where="mid", color="#1f5fa8", lw=1.0)
         ax.plot(x, record.raw_probs[window, k], color="#777", lw=0.9, ls=":", label="raw p")
@@ -147,7 +149,7 @@ def _contact_sheet(store, record: AuditRecord, au: str, n: int, size: int, posit
     for crop, i in zip(crops, mine):
         frames = f"{flags.frame_start[i]}" if flags.frame_start[i] == flags.frame_stop[i] else f"{flags.frame_start[i]}-{flags.frame_stop[i]}"
         source = Path(str(flags.source_key[i])).stem[-14:]
-        tiles.append(tile(crop, [f"#{flags.rank[i]} label {int(flags.label[i])} p {flags.mean_p[i]:.2f}",
+        tiles.append(tile(crop, [f"#{flags.rank[i]} y={int(flags.label[i])} p={flags.mean_p[i]:.2f}",
                                  f"score {flags.score[i]:.2f}", f"{flags.context[i]}", f"{source} {frames}"], size=size))
     return png_bytes(grid(tiles, columns=min(8, len(tiles))))
 
@@ -205,8 +207,8 @@ def write_report(store, record: AuditRecord, path: str | Path, *, top: int = 30,
     parts.append("<h2>Score histograms</h2>" + _img(_histograms(record), "score histograms"))
 
     parts.append(f"<h2>Contact sheets: the best-ranked flags of each AU (up to {per_au})</h2>"
-                 "<p class='note'>Each tile is the flag's most contradicting frame; its caption gives the rank, the label, "
-                 "the mean calibrated probability over the flag, the score and the context.</p>")
+                 "<p class='note'>Each tile is the flag's most contradicting frame; its caption gives the rank, the label y, "
+                 "the mean calibrated probability p over the flag, the score, the context, the source and the frames.</p>")
     sheets = []
     for a in record.au_names:
         sheet = _contact_sheet(store, record, a, per_au, size, position)
