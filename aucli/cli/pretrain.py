@@ -12,18 +12,57 @@ from aucli.cli.options import device_option, echo_json, json_option
 @click.option("--steps", type=click.IntRange(min=1), help="Optimiser steps.  [default: 1200]")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), help="Faces per step.  [default: 32]")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed of identities, faces, masks and initialisation.  [default: 0]")
-@click.option("--identities", type=click.IntRange(min=1), help="Synthetic identities rendered for pretraining (24 faces each).  [default: 400]")
-@click.option("--threads", type=click.IntRange(min=1), help="Torch CPU threads (on a busy shared machine 1 is often fastest).  [default: torch's]")
+@click.option(
+    "--identities",
+    type=click.IntRange(min=1),
+    help="Synthetic identities rendered for pretraining (24 faces each).  [default: 400]",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Torch CPU threads (on a busy shared machine 1 is often fastest).  [default: torch's]",
+)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Processes rendering faces.")
-@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), help="auto: bf16 on GPU, fp32 on CPU; bf16 also speeds up CPUs with AVX512-BF16.  [default: auto]")
-@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Stop (state saved) after this much wall time; continue later with --resume.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "bf16", "fp32"]),
+    help="auto: bf16 on GPU, fp32 on CPU; bf16 also speeds up CPUs with AVX512-BF16.  [default: auto]",
+)
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop (state saved) after this much wall time; continue later with --resume.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last saved state.")
-@click.option("--override", "-o", "overrides", multiple=True, metavar="KEY=VALUE", help="Set any PretrainConfig field, e.g. -o mask_ratio=0.6 -o overrides.depth=8 (repeatable).")
+@click.option(
+    "--override",
+    "-o",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set any PretrainConfig field, e.g. -o mask_ratio=0.6 -o overrides.depth=8 (repeatable).",
+)
 @click.option("--keep-cache", is_flag=True, help="Keep the rendered faces (OUT/cache) after the run.")
 @device_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @json_option
-def pretrain(out, steps, batch_size, seed, identities, threads, workers, precision, max_minutes, resume, overrides, keep_cache, device, quiet, as_json) -> None:
+def pretrain(
+    out,
+    steps,
+    batch_size,
+    seed,
+    identities,
+    threads,
+    workers,
+    precision,
+    max_minutes,
+    resume,
+    overrides,
+    keep_cache,
+    device,
+    quiet,
+    as_json,
+) -> None:
     """Pretrain a small ViT on rendered synthetic faces as a masked autoencoder.
 
     Faces of fresh synthetic identities (random expressions, poses, light, occlusions) are rendered
@@ -65,7 +104,9 @@ def pretrain(out, steps, batch_size, seed, identities, threads, workers, precisi
         echo_json(summary)
         return
     if not result.finished:
-        console.print(f"Stopped at step {result.step}/{config.steps} (state saved). Continue with: aucli pretrain --out {out} --resume")
+        console.print(
+            f"Stopped at step {result.step}/{config.steps} (state saved). Continue with: aucli pretrain --out {out} --resume"
+        )
         return
     _print_summary(result)
 
@@ -84,10 +125,14 @@ def _print_summary(result) -> None:
     console.print(f"Model config for a recipe: {card['model_config']}")
     val = pre["loss"]["val"]
     if val:
-        console.print(f"Masked reconstruction loss (held-out faces): {val[0][1]:.3f} at step {val[0][0]} -> {val[-1][1]:.3f} at step {val[-1][0]}")
+        console.print(
+            f"Masked reconstruction loss (held-out faces): {val[0][1]:.3f} at step {val[0][0]} -> {val[-1][1]:.3f} at step {val[-1][0]}"
+        )
     probe = card.get("probe")
     if probe:
-        table = Table(title=f"AU linear probe: {probe['faces']} faces of {probe['identities']} new identities, 3-fold subject-independent")
+        table = Table(
+            title=f"AU linear probe: {probe['faces']} faces of {probe['identities']} new identities, 3-fold subject-independent"
+        )
         for column in ("features", "mean AUC %", "mean F1 %"):
             table.add_column(column, justify="left" if column == "features" else "right")
         for encoder, kinds in probe["results"].items():

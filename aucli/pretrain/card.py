@@ -16,7 +16,14 @@ def _loss_summary(curve: list[list[float]]) -> dict[str, Any]:
 
 
 def build_card(
-    config: PretrainConfig, *, weights: dict[str, Any], mean, std, position: dict[str, Any], probe: dict[str, Any] | None, environment: dict[str, Any]
+    config: PretrainConfig,
+    *,
+    weights: dict[str, Any],
+    mean,
+    std,
+    position: dict[str, Any],
+    probe: dict[str, Any] | None,
+    environment: dict[str, Any],
 ) -> dict[str, Any]:
     """The ``aucli-backbone-1`` card of a finished run (see :mod:`aucli.pretrain.weights`)."""
     from aucli.pretrain.weights import BACKBONE_FORMAT
@@ -47,15 +54,27 @@ def build_card(
             "steps": int(position["step"]),
             "batch_size": config.batch_size,
             "faces_seen": int(position["step"]) * config.batch_size,
-            "optimizer": {"name": "AdamW", "lr": config.lr, "betas": list(config.betas), "weight_decay": config.weight_decay,
-                          "warmup_steps": config.warmup_steps, "schedule": f"cosine to {config.min_lr_ratio} x lr", "grad_clip": config.grad_clip},
+            "optimizer": {
+                "name": "AdamW",
+                "lr": config.lr,
+                "betas": list(config.betas),
+                "weight_decay": config.weight_decay,
+                "warmup_steps": config.warmup_steps,
+                "schedule": f"cosine to {config.min_lr_ratio} x lr",
+                "grad_clip": config.grad_clip,
+            },
             "precision": config.precision,
             "seed": config.seed,
             "train_seconds": round(float(position["train_seconds"]), 1),
             "render_seconds": round(float(position["render_seconds"]), 1),
-            "loss": {"train": train_curve, "val": val_curve, "train_summary": _loss_summary(train_curve), "val_summary": _loss_summary(val_curve)},
+            "loss": {
+                "train": train_curve,
+                "val": val_curve,
+                "train_summary": _loss_summary(train_curve),
+                "val_summary": _loss_summary(val_curve),
+            },
             "config": config.to_dict(),
-        },  # fmt: skip
+        },
         "data": {
             "source": "aucli.synth renderer (no AU labels used)",
             "identities": config.identities,
@@ -117,7 +136,8 @@ def card_markdown(card: dict[str, Any]) -> str:
             "",
             f"Ridge regression on frozen features predicting the presence of the 15 rendered AUs on {probe['faces']} faces of "
             f"{probe['identities']} new identities (AU rate {probe['au_rate']:.2f}), 3-fold subject-independent; AUC and F1 "
-            "in percent, means over AUs and folds (see aucli.pretrain.probe).",
+            "in percent, means over AUs and folds. `grid`: patch tokens averaged over 4 x 4 regions; `- neutral twin`: minus "
+            "the features of the same face rendered without AUs (identity, pose and light removed). See aucli.pretrain.probe.",
             "",
             "| features | mean AUC | mean F1 |",
             "| --- | ---: | ---: |",

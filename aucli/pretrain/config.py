@@ -18,8 +18,8 @@ from aucli.errors import UsageError
 
 __all__ = ["PretrainConfig", "load_pretrain_config", "RUNTIME_KEYS"]
 
-#: Fields that may change when a run is resumed (they do not change the numbers).
-RUNTIME_KEYS = ("eval_every", "save_every", "log_every")
+#: Fields that may change when a run is resumed (they do not change the encoder).
+RUNTIME_KEYS = ("eval_every", "save_every", "log_every", "probe_identities", "probe_frames")
 
 
 @dataclass
@@ -28,12 +28,17 @@ class PretrainConfig(Section):
 
     architecture: str = option("vit_tiny_patch16_224", "timm model name of the encoder (AUFormer's model.backbone)")
     overrides: dict[str, Any] = option(
-        default_factory=lambda: {"patch_size": 8, "depth": 6}, help="timm create_model overrides (AUFormer's model.backbone_overrides)"
+        default_factory=lambda: {"patch_size": 8, "depth": 6},
+        help="timm create_model overrides (AUFormer's model.backbone_overrides)",
     )
     img_size: int = option(112, "encoder input size (AUFormer's model.img_size)", min=16, max=1024)
-    resize: int | None = option(None, "side of the stored face crop; null: round(img_size * 256 / 224), as the training recipe", min=16, max=2048)
+    resize: int | None = option(
+        None, "side of the stored face crop; null: round(img_size * 256 / 224), as the training recipe", min=16, max=2048
+    )
     identities: int = option(400, "pretraining identities (each a fresh random synthetic subject)", min=1)
-    frames_per_identity: int = option(24, "faces rendered per identity (random expressions, poses, two recordings)", min=1, max=250)
+    frames_per_identity: int = option(
+        24, "faces rendered per identity (random expressions, poses, two recordings)", min=1, max=250
+    )
     val_identities: int = option(8, "held-out identities whose masked reconstruction loss is tracked", min=1)
     frame_size: int = option(224, "rendered frame size (video framing, as aucli synth --size)", min=64, max=1024)
     mask_ratio: float = option(0.75, "share of patches hidden from the encoder", min=0.05, max=0.95)
@@ -59,7 +64,7 @@ class PretrainConfig(Section):
     eval_every: int = option(100, "steps between validation losses", min=1)
     save_every: int = option(50, "steps between saved resumable states", min=1)
     log_every: int = option(10, "steps between metrics lines", min=1)
-    probe_identities: int = option(36, "identities of the AU linear probe after training (0: no probe)", min=0)
+    probe_identities: int = option(24, "identities of the AU linear probe after training (0: no probe)", min=0)
     probe_frames: int = option(20, "faces per probe identity", min=1, max=250)
 
     def __post_init__(self) -> None:
@@ -68,12 +73,14 @@ class PretrainConfig(Section):
             if key in self.overrides:
                 raise UsageError(f"overrides.{key} is set by aucli pretrain itself; remove it")
         if self.decoder_dim % 4 or self.decoder_dim % self.decoder_heads:
-            raise UsageError(f"decoder_dim ({self.decoder_dim}) must be a multiple of 4 and of decoder_heads ({self.decoder_heads})")
+            raise UsageError(
+                f"decoder_dim ({self.decoder_dim}) must be a multiple of 4 and of decoder_heads ({self.decoder_heads})"
+            )
 
     @property
     def crop_size(self) -> int:
         """Side of the stored (cached) face: ``resize`` or ``round(img_size * 256 / 224)``."""
-        side = int(self.resize) if self.resize is not None else int(round(self.img_size * 256 / 224))
+        side = int(self.resize) if self.resize is not None else round(self.img_size * 256 / 224)
         if side < self.img_size:
             raise UsageError(f"resize ({side}) must be at least img_size ({self.img_size})")
         return side
@@ -83,7 +90,9 @@ class PretrainConfig(Section):
         return {"backbone": self.architecture, "backbone_overrides": dict(self.overrides), "img_size": self.img_size}
 
 
-def load_pretrain_config(overrides: Mapping[str, Any] | Sequence[str] = (), base: Mapping[str, Any] | None = None) -> PretrainConfig:
+def load_pretrain_config(
+    overrides: Mapping[str, Any] | Sequence[str] = (), base: Mapping[str, Any] | None = None
+) -> PretrainConfig:
     """Defaults < ``base`` (e.g. a saved run's config) < ``overrides`` (``["steps=100", "overrides.depth=2"]`` or a mapping).
 
     Mappings merge key by key, so ``overrides.depth=2`` keeps the default ``overrides.patch_size``.

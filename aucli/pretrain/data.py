@@ -89,11 +89,14 @@ class FaceBlock:
         crops: (F, crop_size, crop_size, 3) uint8 aligned, resized faces.
         intensity: (F, n_aus, 2) float32 AU intensity per side, :data:`aucli.synth.facs.SYNTH_AUS` order.
         pose: (F, 3) float32 yaw, pitch, roll in degrees.
+        neutral: (F, crop_size, crop_size, 3) uint8 the same faces without any AU (same identity,
+            recording, frame and pose; aligned on their own landmarks), when asked for.
     """
 
     crops: np.ndarray
     intensity: np.ndarray
     pose: np.ndarray
+    neutral: np.ndarray | None = None
 
 
 def sample_pretrain_intensities(rng: np.random.Generator, n_frames: int, n_aus: int) -> np.ndarray:
@@ -120,11 +123,25 @@ def sample_probe_intensities(rng: np.random.Generator, n_frames: int, n_aus: int
     return np.repeat(level[..., None], 2, axis=2).astype(np.float32)
 
 
-def render_block(seed: int, split: Split, index: int, sampling: FaceSampling) -> FaceBlock:
-    """Render identity ``index`` of ``split`` (its own seed stream): ``frames_per_identity`` aligned faces."""
+def _resize(aligned: np.ndarray, side: int) -> np.ndarray:
+    """(n, S, S, 3) uint8 -> (n, side, side, 3): :class:`aucli.engine.data.FaceTransform`'s antialiased bilinear resize, rounded."""
     import torch
     import torch.nn.functional as F
 
+    if aligned.shape[1] == side:
+        return aligned
+    with torch.no_grad():
+        x = torch.from_numpy(aligned).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+        return x.clamp_(0, 255).add_(0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def render_block(seed: int, split: Split, index: int, sampling: FaceSampling, *, neutral: bool = False) -> FaceBlock:
+    """Render identity ``index`` of ``split`` (its own seed stream): ``frames_per_identity`` aligned faces.
+
+    ``neutral`` also renders every face's neutral twin (no AU; the same draws otherwise, so the
+    faces themselves do not change).
+    """
     from aucli.faces.align import align_face
     from aucli.synth.corpus import SUPERSAMPLE
     from aucli.synth.face import FaceModel
@@ -143,6 +160,7 @@ def render_block(seed: int, split: Split, index: int, sampling: FaceSampling) ->
     scenes = max(1, min(sampling.scenes_per_identity, n))
     scene_of = np.sort(np.arange(n) % scenes)
     aligned = np.empty((n, sampling.align_size, sampling.align_size, 3), np.uint8)
+    twins = np.empty_like(aligned) if neutral else None
     pose = np.zeros((n, 3), np.float32)
     track = 250  # a 10 s recording at 25 fps; the block's faces are frames drawn from it
     for s in range(scenes):
@@ -152,17 +170,14 @@ def render_block(seed: int, split: Split, index: int, sampling: FaceSampling) ->
         times = rng.choice(track, size=frames.size, replace=False)
         for f, t in zip(frames, times):
             frame, truth = compose_frame(renderer, scene, nuisance, int(t), intensity[f])
-            landmarks = truth.landmarks + rng.normal(0.0, sampling.landmark_jitter, truth.landmarks.shape)
-            aligned[f], _ = align_face(frame, landmarks, size=sampling.align_size)
+            jitter = rng.normal(0.0, sampling.landmark_jitter, truth.landmarks.shape)
+            aligned[f], _ = align_face(frame, truth.landmarks + jitter, size=sampling.align_size)
             pose[f] = (nuisance.yaw[t], nuisance.pitch[t], nuisance.roll[t])
-    crops = aligned
-    if sampling.crop_size != sampling.align_size:
-        # aucli.engine.data.FaceTransform's resize: antialiased bilinear, rounded to uint8
-        with torch.no_grad():
-            x = torch.from_numpy(aligned).permute(0, 3, 1, 2).float()
-            x = F.interpolate(x, size=(sampling.crop_size, sampling.crop_size), mode="bilinear", antialias=True, align_corners=False)
-            crops = x.clamp_(0, 255).add_(0.5).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-    return FaceBlock(crops=crops, intensity=intensity, pose=pose)
+            if twins is not None:
+                twin, twin_truth = compose_frame(renderer, scene, nuisance, int(t), np.zeros_like(intensity[f]))
+                twins[f], _ = align_face(twin, twin_truth.landmarks + jitter, size=sampling.align_size)
+    side = sampling.crop_size
+    return FaceBlock(_resize(aligned, side), intensity, pose, None if twins is None else _resize(twins, side))
 
 
 def _render_crops(args: tuple[int, Split, int, FaceSampling]) -> tuple[int, np.ndarray]:

@@ -106,7 +106,15 @@ class MaskedAutoencoder(nn.Module):
         norm_pix_loss: normalise every target patch by its own mean and variance.
     """
 
-    def __init__(self, encoder: nn.Module, *, decoder_dim: int = 128, decoder_depth: int = 2, decoder_heads: int = 4, norm_pix_loss: bool = True) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        *,
+        decoder_dim: int = 128,
+        decoder_depth: int = 2,
+        decoder_heads: int = 4,
+        norm_pix_loss: bool = True,
+    ) -> None:
         super().__init__()
         from timm.models.vision_transformer import Block
 
@@ -123,7 +131,9 @@ class MaskedAutoencoder(nn.Module):
         self.decoder_embed = nn.Linear(dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
         self.register_buffer("decoder_pos", sincos_pos_embed(decoder_dim, self.grid), persistent=False)
-        self.decoder_blocks = nn.ModuleList(Block(decoder_dim, decoder_heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=_layer_norm) for _ in range(decoder_depth))
+        self.decoder_blocks = nn.ModuleList(
+            Block(decoder_dim, decoder_heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=_layer_norm) for _ in range(decoder_depth)
+        )
         self.decoder_norm = _layer_norm(decoder_dim)
         self.decoder_pred = nn.Linear(decoder_dim, self.patch * self.patch * 3)
         self._init_decoder()
@@ -158,7 +168,7 @@ class MaskedAutoencoder(nn.Module):
 
     def keep_count(self, mask_ratio: float) -> int:
         """Visible patches per image at ``mask_ratio`` (at least one)."""
-        return max(1, int(round(self.n_patches * (1.0 - mask_ratio))))
+        return max(1, round(self.n_patches * (1.0 - mask_ratio)))
 
     def encode_visible(self, images: Tensor, keep_idx: Tensor) -> Tensor:
         """Encoder on the visible patches: ``(B, 3, H, W)``, ``(B, keep)`` -> ``(B, 1 + keep, D)`` after the final norm."""

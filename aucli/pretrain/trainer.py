@@ -221,7 +221,15 @@ def pretrain(
     from aucli.engine.data import FaceTransform, normalize
     from aucli.engine.distributed import resolve_device
     from aucli.engine.evaluate import autocast_for
-    from aucli.engine.runs import MetricsLog, atomic_write_json, clean_partial_files, load_state, restore_optimizer, save_state, weights_from_state
+    from aucli.engine.runs import (
+        MetricsLog,
+        atomic_write_json,
+        clean_partial_files,
+        load_state,
+        restore_optimizer,
+        save_state,
+        weights_from_state,
+    )
     from aucli.engine.trainer import lr_at
 
     started = time.perf_counter()
@@ -238,7 +246,14 @@ def pretrain(
     resuming = _prepare_folder(out, config, resume)
     clean_partial_files(out)
     if not resuming:
-        atomic_write_json(out / CONFIG_FILE, {"format": RUN_FORMAT, "config": config.to_dict(), "environment": _environment(torch_device, torch.get_num_threads())})
+        atomic_write_json(
+            out / CONFIG_FILE,
+            {
+                "format": RUN_FORMAT,
+                "config": config.to_dict(),
+                "environment": _environment(torch_device, torch.get_num_threads()),
+            },
+        )
     mae = build_mae(config).to(torch_device)
     mean, std = encoder_normalisation(mae.encoder)
     keep_count = mae.keep_count(config.mask_ratio)
@@ -263,18 +278,29 @@ def pretrain(
     train_faces, val_array = arrays
     evaluation = FaceTransform(config.img_size, config.crop_size, False)
     val_faces = torch.stack([evaluation(torch.from_numpy(np.array(f)).permute(2, 0, 1))[0] for f in val_array])
-    val_keep = random_keep(len(val_faces), mae.n_patches, keep_count, torch.Generator().manual_seed(seed_of(STREAM, config.seed, 6)))
+    val_keep = random_keep(
+        len(val_faces), mae.n_patches, keep_count, torch.Generator().manual_seed(seed_of(STREAM, config.seed, 6))
+    )
     batches = _Batches(train_faces, config)
 
     # ---------------------------------------------------------------- optimiser and state
     optimizer = torch.optim.AdamW(_param_groups(mae, config.weight_decay), lr=config.lr, betas=config.betas)
     log = MetricsLog(out / "metrics.jsonl")
-    position: dict[str, Any] = {"step": 0, "log_offset": 0, "train_loss": [], "val_loss": [], "train_seconds": 0.0, "render_seconds": 0.0}
+    position: dict[str, Any] = {
+        "step": 0,
+        "log_offset": 0,
+        "train_loss": [],
+        "val_loss": [],
+        "train_seconds": 0.0,
+        "render_seconds": 0.0,
+    }
     saved = load_state(out) if resuming else None
     if saved is not None:
         payload, tensors = saved
         mae.load_state_dict(weights_from_state(tensors))
-        restore_optimizer(optimizer, payload["optimizer"], {k: v.to(torch_device) if k.startswith("optim.") else v for k, v in tensors.items()})
+        restore_optimizer(
+            optimizer, payload["optimizer"], {k: v.to(torch_device) if k.startswith("optim.") else v for k, v in tensors.items()}
+        )
         position = payload["position"]
         log.truncate(int(position["log_offset"]))
     else:
@@ -311,7 +337,9 @@ def pretrain(
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 images = normalize(batches(step), mean, std, device=torch_device)
-                keep = random_keep(len(images), mae.n_patches, keep_count, torch.Generator().manual_seed(seed_of(STREAM, config.seed, 5, step)))
+                keep = random_keep(
+                    len(images), mae.n_patches, keep_count, torch.Generator().manual_seed(seed_of(STREAM, config.seed, 5, step))
+                )
                 with autocast_for(torch_device, config.precision):
                     loss, _, _ = mae(images, keep.to(torch_device))
                 optimizer.zero_grad(set_to_none=True)
@@ -323,7 +351,9 @@ def pretrain(
                 value = float(loss.detach())
                 window_seconds += time.perf_counter() - step_started
                 if not math.isfinite(value):
-                    raise UsageError(f"the reconstruction loss became {value} at step {step}; lower --override lr=... or use precision=fp32")
+                    raise UsageError(
+                        f"the reconstruction loss became {value} at step {step}; lower --override lr=... or use precision=fp32"
+                    )
                 window.append(value)
                 if on_step:
                     on_step(step, value)
@@ -332,7 +362,16 @@ def pretrain(
                     mean_loss = float(np.mean(window))
                     rate = len(window) * config.batch_size / max(window_seconds, 1e-9)
                     position["train_loss"].append([step, mean_loss])
-                    log.write({"event": "train", "step": step, "loss": mean_loss, "lr": lr, "faces_per_s": rate, "train_seconds": position["train_seconds"]})
+                    log.write(
+                        {
+                            "event": "train",
+                            "step": step,
+                            "loss": mean_loss,
+                            "lr": lr,
+                            "faces_per_s": rate,
+                            "train_seconds": position["train_seconds"],
+                        }
+                    )
                     bar.update(task, rate=f"loss {mean_loss:.3f} | {rate:.0f} faces/s")
                     window, window_seconds = [], 0.0
                 if step % config.eval_every == 0 or step == config.steps:
@@ -344,7 +383,9 @@ def pretrain(
                     save_now()
                 if time.perf_counter() > deadline and step < config.steps:
                     save_now()
-                    return PretrainResult(out, config, step, False, train_loss=position["train_loss"], val_loss=position["val_loss"])
+                    return PretrainResult(
+                        out, config, step, False, train_loss=position["train_loss"], val_loss=position["val_loss"]
+                    )
     except KeyboardInterrupt:
         save_now()
         raise
@@ -377,7 +418,9 @@ def _finished_result(out: Path, config: PretrainConfig) -> PretrainResult:
     if differences:
         raise UsageError(f"{out} holds a finished pretraining run with other settings: " + "; ".join(differences[:6]))
     history = card["pretraining"]["loss"]
-    return PretrainResult(out, config, int(card["pretraining"]["steps"]), True, out / WEIGHTS_FILE, card, history["train"], history["val"])
+    return PretrainResult(
+        out, config, int(card["pretraining"]["steps"]), True, out / WEIGHTS_FILE, card, history["train"], history["val"]
+    )
 
 
 def _finish(
@@ -394,13 +437,19 @@ def _finish(
     with torch.no_grad():
         for tensor in encoder.state_dict().values():
             tensor.copy_(tensor.to(dtype).to(tensor.dtype))
-    metadata = {"architecture": config.architecture, "overrides": json.dumps(config.overrides, sort_keys=True), "img_size": str(config.img_size)}
+    metadata = {
+        "architecture": config.architecture,
+        "overrides": json.dumps(config.overrides, sort_keys=True),
+        "img_size": str(config.img_size),
+    }
     weights = save_encoder(encoder, out / WEIGHTS_FILE, dtype=dtype, metadata=metadata)
     probe = None
     if config.probe_identities > 0:
         probe = _probe(config, encoder, mean, std, device, show_progress)
     environment = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))["environment"]
-    environment["precision"] = "bf16" if config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda") else "fp32"
+    environment["precision"] = (
+        "bf16" if config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda") else "fp32"
+    )
     card = build_card(config, weights=weights, mean=mean, std=std, position=position, probe=probe, environment=environment)
     atomic_write_json(out / CARD_FILE, card)
     atomic_write_text(out / MARKDOWN_FILE, card_markdown(card))
@@ -411,7 +460,9 @@ def _finish(
             cache.remove()
         if (out / "cache").is_dir() and not any((out / "cache").iterdir()):
             (out / "cache").rmdir()
-    return PretrainResult(out, config, int(position["step"]), True, out / WEIGHTS_FILE, card, position["train_loss"], position["val_loss"], encoder)
+    return PretrainResult(
+        out, config, int(position["step"]), True, out / WEIGHTS_FILE, card, position["train_loss"], position["val_loss"], encoder
+    )
 
 
 def _probe(config: PretrainConfig, encoder: nn.Module, mean, std, device: torch.device, show_progress: bool) -> dict[str, Any]:
@@ -425,9 +476,11 @@ def _probe(config: PretrainConfig, encoder: nn.Module, mean, std, device: torch.
     faces = render_probe_faces(identities=config.probe_identities, frames_per_identity=config.probe_frames, seed=config.seed,
                                img_size=config.img_size, sampling=_sampling(config))  # fmt: skip
     random_init = build_mae(config).encoder.to(device).eval()
-    scores = probe_encoders({"pretrained": encoder, "random init": random_init}, faces, mean=mean, std=std, device=device, seed=config.seed)
+    scores = probe_encoders(
+        {"pretrained": encoder, "random init": random_init}, faces, mean=mean, std=std, device=device, seed=config.seed
+    )
     return {
-        "faces": int(len(faces.images)),
+        "faces": len(faces.images),
         "identities": config.probe_identities,
         "au_rate": round(float(faces.presence.mean()), 4),
         "seconds": round(time.perf_counter() - probe_started, 1),

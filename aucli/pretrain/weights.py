@@ -141,7 +141,12 @@ def resolve_backbone_weights(spec: str | None, *, registry: str | Path | None = 
     text = str(spec)
     if text.startswith(EMBEDDED_PREFIX):
         return str(embedded_backbone(text[len(EMBEDDED_PREFIX) :]).weights)
-    if text in ("hub", "random") or Path(text).exists() or os.sep in text or text.endswith((".safetensors", ".pth", ".pt", ".bin", ".npz")):
+    if (
+        text in ("hub", "random")
+        or Path(text).exists()
+        or os.sep in text
+        or text.endswith((".safetensors", ".pth", ".pt", ".bin", ".npz"))
+    ):
         return text
     from aucli.model.registry import default_registry_path
 
@@ -188,7 +193,13 @@ def save_encoder(encoder: nn.Module, path: str | Path, *, dtype: torch.dtype, me
 
 
 def install_backbone(
-    run: str | Path, *, name: str, stem: str, registry_name: str, assets: str | Path | None = None, models: str | Path | None = None
+    run: str | Path,
+    *,
+    name: str,
+    stem: str,
+    registry_name: str,
+    assets: str | Path | None = None,
+    models: str | Path | None = None,
 ) -> EmbeddedBackbone:
     """Publish a finished pretraining run as the embedded backbone ``name`` (maintainers, after retraining).
 
@@ -215,11 +226,12 @@ def install_backbone(
     atomic_write_text(models / "cards" / f"{registry_name}.md", markdown)
     registry_path = models / "registry.json"
     data: dict[str, Any] = (
-        json.loads(registry_path.read_text(encoding="utf-8")) if registry_path.is_file() else {"format_version": REGISTRY_FORMAT_VERSION, "checkpoints": {}}
+        json.loads(registry_path.read_text(encoding="utf-8"))
+        if registry_path.is_file()
+        else {"format_version": REGISTRY_FORMAT_VERSION, "checkpoints": {}}
     )
-    relative = lambda p: os.path.relpath(p, models)  # noqa: E731
     data.setdefault("backbones", {})[registry_name] = {
-        "files": {"weights": relative(weights), "card": relative(assets / f"{stem}.json")},
+        "files": {"weights": os.path.relpath(weights, models), "card": os.path.relpath(assets / f"{stem}.json", models)},
         "sha256": {"weights": card["weights"]["sha256"]},
         "size": {"weights": card["weights"]["bytes"]},
         "architecture": card["architecture"],
