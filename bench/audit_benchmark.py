@@ -260,12 +260,13 @@ def summarise(records: list[dict[str, Any]], ks: list[int]) -> None:
     console = Console(width=190)
 
     columns = ["auprc", *[f"p@{k}" for k in ks], "queue", "queue precision", "recall@queue", "recall@audit queue"]
-    table = Table(title="Finding injected label mistakes: (frame, AU) ranking, mean ± sd over seeds")
+    table = Table(title="Finding injected label mistakes: (frame, AU) ranking, % (mean ± sd over seeds)")
     for column in ("mix", "method", *columns):
         table.add_column(column, justify="left" if column in ("mix", "method") else "right")
     for mix in dict.fromkeys(r["mix"] for r in records):
         mine = [r for r in records if r["mix"] == mix]
-        corpus = mine[0]["measures"]["_corpus"]
+        wrong = np.mean([r["measures"]["_corpus"]["wrong"] for r in mine])
+        judged = np.mean([r["measures"]["_corpus"]["labels"] for r in mine])
         quality = np.mean([r["quality"]["auc vs clean"] for r in mine])
         for n, method in enumerate(METHODS):
             cells = []
@@ -277,7 +278,7 @@ def summarise(records: list[dict[str, Any]], ks: list[int]) -> None:
                     cells.append(f"{np.nanmean(values):,.0f}")
                 else:
                     cells.append(f"{100 * np.nanmean(values):.1f} ± {100 * np.nanstd(values):.1f}")
-            label = f"{mix} ({len(mine)} seeds, {corpus['wrong']:,}/{corpus['labels']:,} wrong, model AUC {quality:.2f})" if n == 0 else ""
+            label = f"{mix} ({len(mine)} seeds, {wrong:,.0f} of {judged:,.0f} labels wrong, model AUC {quality:.2f})" if n == 0 else ""
             table.add_row(label, method, *cells)
         table.add_section()
     console.print(table)
