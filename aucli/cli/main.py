@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "synth": "aucli.cli.synth:synth",
     "pretrain": "aucli.cli.pretrain:pretrain",
     "audit": "aucli.cli.audit:audit",
+    "demo": "aucli.cli.demo:demo",
 }
 
 
