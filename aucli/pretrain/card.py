@@ -95,6 +95,25 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def _probe_notes(probe: dict[str, Any] | None) -> list[str]:
+    """One plain sentence comparing the probe rows (pretrained, random init, pixels), from the figures themselves."""
+    if not probe:
+        return []
+    results = probe["results"]
+
+    def best(name: str) -> float:
+        return max(score["mean_auc"] for score in results.get(name, {}).values()) if results.get(name) else float("nan")
+
+    pretrained, random_init, pixels = best("pretrained"), best("random init"), best("pixels")
+    verdict = "above" if pretrained - random_init >= 0.02 else "no better than" if pretrained - random_init > -0.02 else "below"
+    return [
+        f"- AU linear probe (best mean AUC per row group): pretrained {100 * pretrained:.1f}, random init {100 * random_init:.1f}, "
+        f"raw pixels {100 * pixels:.1f}. The frozen features are {verdict} a random-init encoder's for a linear readout; "
+        "MAE features are known to need adapting (which AUFormer's experts do), so the learnability check "
+        "(bench/learnability.py), not this probe, says whether the backbone helps.",
+    ]
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """The card for people: what the encoder is, how it was trained, what it measured, how to use it."""
     pre = card["pretraining"]
@@ -150,15 +169,26 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines += [
         "## Use",
         "",
-        "In a recipe (the embedded copy in the package, checked against its sha256):",
+        "In a recipe:",
         "",
         "```yaml",
         "model:",
         f"  backbone: {model['backbone']}",
         f"  backbone_overrides: {{{', '.join(f'{k}: {v}' for k, v in model['backbone_overrides'].items())}}}",
         f"  img_size: {model['img_size']}",
-        "  backbone_weights: PATH/TO/THE/FILE.safetensors   # or embedded:synthface where it is resolved",
+        (
+            f"  backbone_weights: embedded:{card['embedded_name']}   # the package's copy (aucli.pretrain.resolve_backbone_weights)"
+            if card.get("embedded_name")
+            else "  backbone_weights: PATH/TO/encoder.safetensors"
+        ),
         "```",
+        "",
+        (
+            "A command that does not resolve `embedded:` names takes the file's path instead: "
+            f"`python -c \"from aucli.pretrain import resolve_backbone_weights as r; print(r('embedded:{card['embedded_name']}'))\"`."
+            if card.get("embedded_name")
+            else "The path may also be given as `--backbone-weights PATH` to `aucli train`."
+        ),
         "",
         "With timm directly:",
         "",
@@ -172,7 +202,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         "## Limits",
         "",
         "- Trained only on rendered faces: cartoon-like skin, hair and lighting; it has never seen a real face.",
-        "- A short CPU pretraining run: the features are far from converged; the probe figures above are what it measured.",
+        "- A short CPU pretraining run: the features are far from converged.",
+        *_probe_notes(probe),
         "- Pretraining identities are fresh draws from the same generator as `aucli synth` subjects (not copies of them): "
         "on the synthetic corpus it is in-domain by construction.",
         "",

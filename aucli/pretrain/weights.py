@@ -154,7 +154,7 @@ def resolve_backbone_weights(spec: str | None, *, registry: str | Path | None = 
     backbones = _registry_backbones(registry_path)
     if text in backbones:
         raw = backbones[text]
-        weights = registry_path.parent / raw["files"]["weights"]
+        weights = (registry_path.parent / raw["files"]["weights"]).resolve()
         _verify(weights, {"sha256": raw["sha256"]["weights"], "bytes": raw["size"]["weights"]}, f"registered backbone {text!r}")
         return str(weights)
     return text
@@ -204,12 +204,13 @@ def install_backbone(
     """Publish a finished pretraining run as the embedded backbone ``name`` (maintainers, after retraining).
 
     Copies ``run/encoder.safetensors`` and its card to ``assets/STEM.safetensors`` and ``STEM.json``
-    (card: ``embedded_name`` set, the file name updated), the markdown card to
+    (card: ``name`` and ``embedded_name`` set, the file name updated), writes the markdown card to
     ``models/cards/REGISTRY_NAME.md``, and adds ``registry_name`` under ``"backbones"`` in
     ``models/registry.json`` (other entries are kept; the file is replaced atomically).
     """
     from aucli.engine.runs import atomic_write_json, atomic_write_text
     from aucli.model.registry import REGISTRY_FORMAT_VERSION
+    from aucli.pretrain.card import card_markdown
 
     run = Path(run)
     assets = Path(assets) if assets is not None else ASSETS_DIR
@@ -222,8 +223,9 @@ def install_backbone(
     shutil.copyfile(run / card["weights"]["file"], weights)
     card = {**card, "name": registry_name, "embedded_name": name, "weights": {**card["weights"], "file": weights.name}}
     atomic_write_json(assets / f"{stem}.json", card)
-    markdown = (run / "MODEL_CARD.md").read_text(encoding="utf-8")
-    atomic_write_text(models / "cards" / f"{registry_name}.md", markdown)
+    atomic_write_text(models / "cards" / f"{registry_name}.md", card_markdown(card))
+    for published in (weights, assets / f"{stem}.json", models / "cards" / f"{registry_name}.md"):
+        published.chmod(0o644)
     registry_path = models / "registry.json"
     data: dict[str, Any] = (
         json.loads(registry_path.read_text(encoding="utf-8"))
@@ -240,4 +242,5 @@ def install_backbone(
         "card": f"cards/{registry_name}.md",
     }
     atomic_write_json(registry_path, data)
+    registry_path.chmod(0o644)
     return embedded_backbone(name, folder=assets)
