@@ -21,7 +21,9 @@ occurrence the manifest records as changed (``groundtruth.npz``: ``noisy_levels`
 
 Measures: AUPRC (average precision) of the ranking, precision at k, and for methods with a queue
 (audit: the labels its flags cover; cleanlab filter: its issues) the queue's size, precision and
-recall; ``cleanlab rank`` and ``audit, no temporal`` are also read at the audit's queue length.
+recall; ``cleanlab rank`` and ``audit, no temporal`` are also read at the audit's queue length. As
+``aucli audit`` does, the audit's queues leave out AUs whose out-of-fold AUC against the audited
+labels is below 0.6 (the model cannot judge them); its ranking covers every label.
 
 Run (CPU, minutes per corpus; ``--work`` keeps corpora, stores and fold models for reruns):
     python bench/audit_benchmark.py --mixes light,realistic,heavy --seeds 0,1,2
@@ -184,8 +186,10 @@ def rank_methods(store: Path, rows: np.ndarray, au_names: list[str], probs: np.n
     from cleanlab.multilabel_classification.rank import get_label_quality_scores_per_class
 
     from aucli.audit.flags import ScoringConfig, score_labels
+    from aucli.audit.run import DEFAULT_MIN_AUC
     from aucli.audit.temporal import expand_runs, segment_ids, sequence_order
     from aucli.audit.thresholds import derive_thresholds
+    from aucli.metrics import auc_scores
     from aucli.store import CorpusStore
 
     with CorpusStore.open(store) as opened:
@@ -197,12 +201,13 @@ def rank_methods(store: Path, rows: np.ndarray, au_names: list[str], probs: np.n
     known = (labels == 0) | (labels == 1)
     rates = np.where(known.sum(0) > 0, (labels == 1).sum(0) / np.maximum(known.sum(0), 1), np.nan)
     thresholds = derive_thresholds(au_names, rates=rates)
+    judged_aus = auc_scores(probs, labels) >= DEFAULT_MIN_AUC  # as `aucli audit`: AUs the model cannot rank get no flag
     results: dict[str, dict[str, Any]] = {}
     for name, temporal in (("audit", True), ("audit, no temporal", False)):
         scored = score_labels(probs, labels, segments, thresholds, ScoringConfig(temporal=temporal))
         queue = np.zeros(labels.shape, bool)
         flags = scored.flag_table()
-        for k in range(labels.shape[1]):
+        for k in np.flatnonzero(judged_aus):
             mine = flags.au == k
             queue[expand_runs(flags.start[mine], flags.stop[mine]), k] = True
         results[name] = {"scores": scored.frame_scores.astype(np.float64), "queue": queue, "flags": len(flags)}

@@ -58,6 +58,9 @@ def test_audit_writes_a_run_and_never_edits_labels(runner, synth_store: Path, tm
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["run"] == "first" and summary["flags"] > 5 and summary["source"]["kind"] == "simulated judge"
+    # AUs the judge cannot rank against these labels get no flag (here AU24: a rare AU whose few noisy positives are mostly wrong)
+    assert all(summary["skill"][a] is None or summary["skill"][a] < 0.6 for a in summary["skipped"])
+    assert sum(v is not None and v > 0.8 for v in summary["skill"].values()) >= 12
     after, attrs_after = labels_snapshot(synth_store, "synth")
     assert np.array_equal(before, after) and attrs_before == attrs_after
     with CorpusStore.open(synth_store) as opened:
@@ -246,3 +249,23 @@ def test_audit_option_errors(runner, synth_store: Path) -> None:
     assert threshold.exit_code == 2 and "strictly between 0 and 1" in threshold.output
     help_text = runner.invoke(cli, ["audit", "--help"])
     assert help_text.exit_code == 0 and "apply" in help_text.output and "export" in help_text.output and "Examples:" in help_text.output
+
+
+def test_an_au_the_model_cannot_judge_gets_no_flag(synth_store: Path) -> None:
+    """A model that knows nothing gives every frame the base rate; for a rare AU that is below 1 - p*."""
+    from aucli.audit.run import run_audit
+    from aucli.audit.sources import from_arrays
+
+    with CorpusStore.open(synth_store) as opened:
+        labels = opened.read_labels("synth")
+        rows = labels.labelled_rows()
+        rates = labels.rates()
+    calibrated = np.tile(np.nan_to_num(rates), (rows.size, 1))
+    oof = from_arrays(rows, calibrated=calibrated, au_names=labels.au_names, source={"kind": "no skill"})
+    guarded = run_audit(synth_store, oof, label_set="synth", write=False)
+    assert len(guarded.flags) == 0
+    rare = [a for a, r in zip(labels.au_names, rates) if 0 < r < 0.15]
+    assert rare and all(guarded.skipped[a].startswith("held-out AUC 0.50 < 0.6") for a in rare)
+    unguarded = run_audit(synth_store, oof, label_set="synth", write=False, min_auc=0.0)
+    flagged = {str(a) for a in unguarded.flags.au}
+    assert set(rare) <= flagged and set(unguarded.flags.kind) == {"spurious"}

@@ -24,6 +24,11 @@ def test_fold_training_checkpoint_and_reuse(runner, tmp_path: Path) -> None:
     summary = json.loads(result.output)
     assert summary["source"]["kind"] == "training" and summary["source"]["folds"] == 3
     assert sorted(summary["checkpoints"]) == ["1", "2", "3"]
+    # three optimiser steps teach a tiny model little: AUs it cannot rank get no flag, and the summary says why
+    for au, auc in summary["skill"].items():
+        assert (au in summary["skipped"]) == (auc is None or auc < 0.6)
+        if au in summary["skipped"]:
+            assert summary["counts"][au]["missed"] == summary["counts"][au]["spurious"] == 0
     with CorpusStore.open(store) as opened:
         assert opened.runs("predictions") == ["manual-oof"] and opened.runs("audit") == ["manual"]
         record = read_audit(opened, "manual")

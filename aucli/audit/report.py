@@ -201,9 +201,12 @@ def write_report(store, record: AuditRecord, path: str | Path, *, top: int = 30,
     rows = []
     for i, a in enumerate(record.au_names):
         c = counts[a]
-        rows.append([a, f"{int(known[:, i].sum()):,}", c["missed"], c["spurious"], *[c[x] for x in CONTEXTS], f"{c['frames']:,}"])
-    parts.append("<h2>Flags per AU and reason</h2>")
-    parts.append(_table(["AU", "labels judged", "missed", "spurious", *CONTEXTS, "labels flagged"], rows))
+        auc = record.skill[i] if i < record.skill.size and np.isfinite(record.skill[i]) else None
+        rows.append([a, f"{int(known[:, i].sum()):,}", "-" if auc is None else f"{auc:.2f}", c["missed"], c["spurious"],
+                     *[c[x] for x in CONTEXTS], f"{c['frames']:,}", record.skipped.get(a, "")])
+    parts.append("<h2>Flags per AU and reason</h2><p class='note'>AUC: how well the out-of-fold probabilities rank the "
+                 f"audited labels; an AU below {record.min_auc:g} gets no flag (the model cannot judge it).</p>")
+    parts.append(_table(["AU", "labels judged", "AUC", "missed", "spurious", *CONTEXTS, "labels flagged", "note"], rows))
     parts.append("<h2>Score histograms</h2>" + _img(_histograms(record), "score histograms"))
 
     parts.append(f"<h2>Contact sheets: the best-ranked flags of each AU (up to {per_au})</h2>"

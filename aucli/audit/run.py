@@ -11,7 +11,14 @@
     frame_scores  (n, K)     float32  suspicion score of every known label (NaN unknown)
     flag_*        (m,)                the ranked flags (aucli.audit.rank.FlagTable), flag_rows ragged
     attrs: label_set, au_names (label-set AUs audited), model_aus, thresholds, scoring, max_gap,
-           source (how probabilities were made), checkpoints, calibrations, counts, n_flags
+           skill (per-AU AUC of the probabilities against the audited labels), min_auc, skipped
+           (AU -> why it has no flag), source (how probabilities were made), checkpoints,
+           calibrations, counts, n_flags
+
+A model that cannot tell an AU apart on held-out subjects gives every frame about the AU's base
+rate after calibration; for a rare AU that is below the spurious threshold, and every positive label
+would be flagged. So an AU whose out-of-fold AUC (against the audited labels) is below ``min_auc``
+(0.6 by default) gets no flag; its labels are still scored (``frame_scores``) and the summary says why.
 """
 
 from __future__ import annotations
@@ -28,8 +35,12 @@ from aucli.audit.sources import OutOfFold
 from aucli.audit.temporal import segment_ids, sequence_order
 from aucli.audit.thresholds import AuditThresholds, derive_thresholds
 from aucli.errors import StoreError, UsageError
+from aucli.metrics import auc_scores
 
-__all__ = ["AuditRecord", "audit_arrays", "read_audit", "run_audit"]
+__all__ = ["DEFAULT_MIN_AUC", "AuditRecord", "audit_arrays", "read_audit", "run_audit"]
+
+#: AUs whose out-of-fold probabilities rank the audited labels worse than this AUC get no flag.
+DEFAULT_MIN_AUC = 0.6
 
 
 @dataclass
@@ -53,6 +64,9 @@ class AuditRecord:
     scoring: ScoringConfig
     max_gap: float
     source: dict[str, Any]
+    skill: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    min_auc: float = DEFAULT_MIN_AUC
+    skipped: dict[str, str] = field(default_factory=dict)
     checkpoints: dict[str, str] = field(default_factory=dict)
     calibrations: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
@@ -68,6 +82,8 @@ class AuditRecord:
             "labels_judged": int(known.sum()), "flags": len(self.flags),
             "flagged_labels": int(self.flags.n_frames.sum()), "counts": self.counts(),
             "thresholds": self.thresholds.to_dict(), "scoring": self.scoring.to_dict(), "source": self.source,
+            "skill": {a: _plain_float(v) for a, v in zip(self.au_names, self.skill)}, "min_auc": self.min_auc,
+            "skipped": dict(self.skipped),
             "checkpoints": self.checkpoints,
         }
 
@@ -77,7 +93,8 @@ class AuditRecord:
 
         table = Table(title=f"Audit {self.name}: {len(self.flags)} flag(s) on label set {self.label_set}",
                       caption=f"{self.rows.size:,} faces judged; temporal evidence {'on' if self.scoring.temporal else 'off'}")
-        columns = ("AU", "labels", "missed", "spurious", "isolated", "event", "boundary", "dip", "frames flagged", "top score")
+        columns = ("AU", "labels", "AUC", "missed", "spurious", "isolated", "event", "boundary", "dip", "frames flagged",
+                   "top score")
         for column in columns:
             table.add_column(column, justify="left" if column == "AU" else "right")
         counts = self.counts()
@@ -86,7 +103,12 @@ class AuditRecord:
             c = counts[name]
             mine = self.flags.score[self.flags.au == name]
             contexts = [c["isolated"], c["event"], c["boundary"], c["dip"]] if self.scoring.temporal else ["-"] * 4
-            table.add_row(name, f"{int(known[i]):,}", str(c["missed"]), str(c["spurious"]), *map(str, contexts),
+            auc = self.skill[i] if i < self.skill.size else np.nan
+            if name in self.skipped:
+                table.add_row(name, f"{int(known[i]):,}", "-" if not np.isfinite(auc) else f"{auc:.2f}",
+                              f"[yellow]no flags: {self.skipped[name]}[/yellow]", *[""] * 7)
+                continue
+            table.add_row(name, f"{int(known[i]):,}", f"{auc:.2f}", str(c["missed"]), str(c["spurious"]), *map(str, contexts),
                           f"{c['frames']:,}", f"{mine.max():.3f}" if mine.size else "-")
         return table
 
@@ -125,6 +147,7 @@ def run_audit(
     gammas: float | dict[str, float] | None = None,
     scoring: ScoringConfig | None = None,
     max_gap: float = 2.0,
+    min_auc: float = DEFAULT_MIN_AUC,
     write: bool = True,
 ) -> AuditRecord:
     """Judge ``label_set`` of ``store`` with out-of-fold predictions and (by default) store the audit.
@@ -138,6 +161,7 @@ def run_audit(
         margin, gammas: MDWA settings for p* (default: those of the model's recipe, ``oof.loss``).
         scoring: flag scoring options.
         max_gap: a frame step above ``max_gap`` times the usual one starts a new segment.
+        min_auc: AUs whose out-of-fold AUC against the audited labels is below this get no flag.
         write: store the audit as ``/audit/<name>``.
     """
     from aucli.store import CorpusStore
@@ -169,13 +193,18 @@ def run_audit(
             margin=margin if margin is not None else float(loss.get("margin", 0.05)), missed=missed, spurious=spurious,
         )
         scores = score_labels(probs, labels, segment, thresholds, scoring)
-        flags = FlagTable.from_candidates(scores.flag_table(), au_names=label_aus, rows=rows, source=source, track=track,
+        skill = auc_scores(probs, labels)
+        skipped = {a: ("the labels hold one class only" if not np.isfinite(skill[k]) else
+                       f"held-out AUC {skill[k]:.2f} < {min_auc:g}: the model cannot judge it, or its labels disagree with the model throughout")
+                   for k, a in enumerate(label_aus) if not skill[k] >= min_auc}
+        keep = scores.flags[~np.isin(scores.candidates.au[scores.flags], [label_aus.index(a) for a in skipped])]
+        flags = FlagTable.from_candidates(scores.candidates.take(keep), au_names=label_aus, rows=rows, source=source, track=track,
                                           frame=frame, source_keys=sources["key"], subjects=sources["subject"])
         record = AuditRecord(
             name=name or label_set, store=Path(store), label_set=label_set, au_names=list(label_aus), model_aus=list(oof.au_names),
             rows=rows, segment=segment, probs=probs, raw_probs=oof.raw_probs[order], labels=labels, fold=oof.fold[order],
             frame_scores=scores.frame_scores, flags=flags, thresholds=thresholds, scoring=scoring, max_gap=float(max_gap),
-            source=dict(oof.source), checkpoints={str(k): str(v) for k, v in oof.checkpoints.items()},
+            source=dict(oof.source), skill=skill, min_auc=float(min_auc), skipped=skipped, checkpoints={str(k): str(v) for k, v in oof.checkpoints.items()},
             calibrations={str(k): v.to_dict() for k, v in oof.calibrations.items()},
         )
         if write:
@@ -183,6 +212,10 @@ def run_audit(
             opened.write_run("audit", record.name, audit_arrays(record), _attrs(record))
             record.created_at = opened.run_attrs("audit", record.name).get("created_at", "")
     return record
+
+
+def _plain_float(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _gammas_by_label_au(gammas: dict[str, float] | None, oof: OutOfFold) -> dict[str, float] | None:
@@ -196,6 +229,7 @@ def _attrs(record: AuditRecord) -> dict[str, Any]:
     return {
         "format": "aucli-audit-1", "label_set": record.label_set, "au_names": record.au_names, "model_aus": record.model_aus,
         "thresholds": record.thresholds.to_dict(), "scoring": record.scoring.to_dict(), "max_gap": record.max_gap,
+        "skill": [_plain_float(v) for v in record.skill], "min_auc": record.min_auc, "skipped": record.skipped,
         "source": record.source, "checkpoints": record.checkpoints, "calibrations": record.calibrations,
         "counts": record.counts(), "n_flags": len(record.flags),
     }
@@ -215,6 +249,8 @@ def read_audit(store, name: str) -> AuditRecord:
         frame_scores=arrays["frame_scores"], flags=FlagTable.from_arrays(arrays),
         thresholds=AuditThresholds.from_dict(attrs["thresholds"]), scoring=ScoringConfig(**scoring_attrs),
         max_gap=float(attrs.get("max_gap", 2.0)), source=dict(attrs.get("source", {})),
+        skill=np.array([np.nan if v is None else v for v in attrs.get("skill", [])], dtype=np.float64),
+        min_auc=float(attrs.get("min_auc", DEFAULT_MIN_AUC)), skipped=dict(attrs.get("skipped", {})),
         checkpoints=dict(attrs.get("checkpoints", {})), calibrations=dict(attrs.get("calibrations", {})),
         created_at=str(attrs.get("created_at", "")),
     )

@@ -106,6 +106,8 @@ def _with(options):
 @click.option("--extend", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5, show_default=True,
               help="A flag extends over neighbouring frames whose contradiction is at least this.")
 @click.option("--context", type=click.IntRange(min=0), default=5, show_default=True, help="Neighbouring frames on each side weighed in a flag's score.")
+@click.option("--min-auc", type=click.FloatRange(0, 1), default=0.6, show_default=True,
+              help="AUs the model ranks worse than this AUC (out-of-fold, against the audited labels) get no flag.")
 @click.option("--max-gap", type=click.FloatRange(min=1), default=2.0, show_default=True, help="A frame step above this many usual steps starts a new segment.")
 @click.option("--name", help="Name of the audit run in the store.  [default: the label set's name]")
 @_with(export_options)
@@ -114,8 +116,8 @@ def _with(options):
 @click.option("--quiet", is_flag=True, help="No training progress.")
 @json_option
 def run(store, labels, recipe_path, overrides, folds, run_dir, resume, backbone_weights, checkpoint, au_map, predictions, calibration,
-        missed_threshold, spurious_threshold, margin, gamma, no_temporal, extend, context, max_gap, name, csv_path, label_studio, html,
-        top, report_top, device, batch_size, quiet, as_json) -> None:
+        missed_threshold, spurious_threshold, margin, gamma, no_temporal, extend, context, min_auc, max_gap, name, csv_path,
+        label_studio, html, top, report_top, device, batch_size, quiet, as_json) -> None:
     """Audit a label set of STORE and store the flags as /audit/RUN.
 
     Probabilities come from k fold models trained on STORE (default, with --recipe), from a
@@ -168,7 +170,7 @@ def run(store, labels, recipe_path, overrides, folds, run_dir, resume, backbone_
                             weights=backbone_weights, show_progress=not quiet and not as_json)
         extra["fold models"] = str(folder)
     record = run_audit(store, oof, label_set=label_set, name=name, missed=missed_threshold, spurious=spurious_threshold,
-                       margin=margin, gammas=gammas, scoring=scoring, max_gap=max_gap)
+                       margin=margin, gammas=gammas, scoring=scoring, max_gap=max_gap, min_auc=min_auc)
     if not predictions and not checkpoint:
         with CorpusStore.open(store, "a") as opened:
             oof_name = opened.unique_run_name("predictions", f"{record.name}-oof")
