@@ -92,39 +92,39 @@ class AuditRecord:
         from rich.table import Table
 
         table = Table(title=f"Audit {self.name}: {len(self.flags)} flag(s) on label set {self.label_set}",
-                      caption=f"{self.rows.size:,} faces judged; temporal evidence {'on' if self.scoring.temporal else 'off'}")
-        columns = ("AU", "labels", "AUC", "missed", "spurious", "isolated", "event", "boundary", "dip", "frames flagged",
-                   "top score")
+                      caption=f"{self.rows.size:,} faces judged; temporal evidence {'on' if self.scoring.temporal else 'off'}; "
+                              "labels: how many labels the flags cover; AUC: out-of-fold, against these labels")
+        columns = ("AU", "AUC", "missed", "spur.", "isol.", "event", "bound.", "dip", "labels", "top")
         for column in columns:
-            table.add_column(column, justify="left" if column == "AU" else "right")
+            table.add_column(column, justify="left" if column == "AU" else "right", no_wrap=column != "missed")
         counts = self.counts()
-        known = ((self.labels == 0) | (self.labels == 1)).sum(axis=0)
         for i, name in enumerate(self.au_names):
             c = counts[name]
             mine = self.flags.score[self.flags.au == name]
             contexts = [c["isolated"], c["event"], c["boundary"], c["dip"]] if self.scoring.temporal else ["-"] * 4
             auc = self.skill[i] if i < self.skill.size else np.nan
+            shown_auc = "-" if not np.isfinite(auc) else f"{auc:.2f}"
             if name in self.skipped:
-                table.add_row(name, f"{int(known[i]):,}", "-" if not np.isfinite(auc) else f"{auc:.2f}",
-                              f"[yellow]no flags: {self.skipped[name]}[/yellow]", *[""] * 7)
+                table.add_row(name, shown_auc, f"[yellow]no flags: {self.skipped[name]}[/yellow]", *[""] * 7)
                 continue
-            table.add_row(name, f"{int(known[i]):,}", f"{auc:.2f}", str(c["missed"]), str(c["spurious"]), *map(str, contexts),
-                          f"{c['frames']:,}", f"{mine.max():.3f}" if mine.size else "-")
+            table.add_row(name, shown_auc, str(c["missed"]), str(c["spurious"]), *map(str, contexts), f"{c['frames']:,}",
+                          f"{mine.max():.3f}" if mine.size else "-")
         return table
 
     def top_table(self, n: int = 15):
         """Rich table of the ``n`` best-ranked flags."""
         from rich.table import Table
 
-        table = Table(title=f"Top {min(n, len(self.flags))} flags")
-        for column in ("#", "source", "frames", "AU", "label", "p", "score", "reason"):
+        table = Table(title=f"Top {min(n, len(self.flags))} flags", caption="the reasons are in the CSV queue and the HTML report")
+        for column in ("#", "source", "frames", "AU", "label", "p", "score", "flag"):
             table.add_column(column, justify="right" if column in ("#", "label", "p", "score") else "left",
-                             no_wrap=column == "reason", overflow="ellipsis")
+                             max_width=28 if column == "source" else None, overflow="ellipsis")
         f = self.flags
         for i in range(min(n, len(f))):
             frames = f"{f.frame_start[i]}" if f.frame_start[i] == f.frame_stop[i] else f"{f.frame_start[i]}-{f.frame_stop[i]}"
+            kind = f"{f.kind[i]}, {f.context[i]}" + (f" ({f.side[i]})" if f.side[i] else "")
             table.add_row(str(f.rank[i]), str(f.source_key[i]), frames, str(f.au[i]), str(int(f.label[i])),
-                          f"{f.mean_p[i]:.2f}", f"{f.score[i]:.3f}", str(f.reason[i]))
+                          f"{f.mean_p[i]:.2f}", f"{f.score[i]:.3f}", kind)
         return table
 
 
