@@ -25,7 +25,7 @@ from torch.utils.checkpoint import checkpoint
 from aucli.config import BaselineConfig, ModelConfig
 from aucli.errors import ModelError
 from aucli.model import AUFormer, AUFormerOutput
-from aucli.model.backbone import check_backbone, create_backbone, freeze_backbone
+from aucli.model.backbone import check_backbone, create_backbone, freeze_backbone, resolve_backbone_source
 from aucli.nn import MainHead
 
 __all__ = ["METHODS", "BASELINES", "Adapter", "BaselineModel", "build_method_model", "backbone_data_config"]
@@ -197,7 +197,7 @@ def build_method_model(
     """
     if method not in METHODS:
         raise ModelError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    source = weights if weights is not None else (cfg.backbone_weights or "hub")
+    source = resolve_backbone_source(cfg, weights)
     backbone = create_backbone(cfg, weights=source, device=device)
     if method == "auformer":
         return AUFormer(cfg, backbone, backbone_source=source)

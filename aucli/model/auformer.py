@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from aucli.config import ModelConfig
 from aucli.errors import ModelError
-from aucli.model.backbone import check_backbone, create_backbone, freeze_backbone
+from aucli.model.backbone import check_backbone, create_backbone, freeze_backbone, resolve_backbone_source
 from aucli.nn import ExpertHeads, MainHead, MoKEGroup
 
 __all__ = ["AUFormerOutput", "AUFormer", "build_model", "supervised_block_indices"]
@@ -214,6 +214,6 @@ def build_model(cfg: ModelConfig, *, weights: str | None = None, device: torch.d
             weight file; None: ``cfg.backbone_weights`` when set, else ``"hub"``.
         device: where to build it; ``"meta"`` builds without memory or weights (parameter counts).
     """
-    source = weights if weights is not None else (cfg.backbone_weights or "hub")
+    source = resolve_backbone_source(cfg, weights)
     backbone = create_backbone(cfg, weights=source, device=device)
     return AUFormer(cfg, backbone, backbone_source=source)

@@ -62,6 +62,19 @@ def backbone_kwargs(cfg: ModelConfig) -> dict[str, Any]:
     return kwargs
 
 
+def resolve_backbone_source(cfg: ModelConfig, weights: str | None = None) -> str:
+    """The weight source to build with: ``weights``, else ``cfg.backbone_weights``, else ``"hub"``.
+
+    ``embedded:NAME`` (a backbone shipped in the package) and backbone names listed in
+    ``models/registry.json`` become their files here (sha256 checked), so that checkpoints record
+    the file and its hash rather than a name.
+    """
+    from aucli.pretrain.weights import resolve_backbone_weights
+
+    source = weights if weights is not None else (cfg.backbone_weights or "hub")
+    return resolve_backbone_weights(source) or source
+
+
 def create_backbone(cfg: ModelConfig, *, weights: str = "random", device: torch.device | str | None = None) -> nn.Module:
     """Build ``cfg.backbone`` with timm, load ``weights`` ("hub", "random" or a file path), check and freeze it.
 
