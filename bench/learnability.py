@@ -15,7 +15,9 @@ of each seed's 3-fold mean, with the standard deviation over seeds; the last row
 over AUs and folds. Goal (issue 4): AUFormer on synthface at least 0.10 mean F1 ahead of both others.
 
 Run:
-    python bench/learnability.py                 (the full check; about 2-3 hours on 2 quiet cores)
+    python bench/learnability.py                 (the full check: 27 AUFormer/linear fold runs of 300 steps x 32 faces;
+                                                  several hours on a 2-core CPU, an estimate from the quick run's
+                                                  ~2 s per AUFormer step of 16 faces on the busy machine)
     python bench/learnability.py --quick         (end-to-end in minutes: 8 subjects, 1 seed, tiny budget;
                                                   its figures say nothing about learnability)
     python bench/learnability.py --json out.json (also write every figure as JSON)
