@@ -70,7 +70,7 @@ _README = """Label Studio project for audit {run} of {store} (label set {label_s
 
 def write_queue_csv(record: AuditRecord, path: str | Path, *, top: int | None = None) -> int:
     """Write the review queue of ``record`` (``top`` best flags, default all); returns the number of rows."""
-    from aucli.engine.runs import atomic_write_text
+    from aucli.fileio import atomic_write_text
 
     flags = record.flags
     n = len(flags) if top is None else min(top, len(flags))
@@ -138,7 +138,7 @@ def write_label_studio(store, record: AuditRecord, folder: str | Path, *, top: i
         document_root: Label Studio's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` (default ``folder``);
             image URLs are relative to it.
     """
-    from aucli.engine.runs import atomic_write_text
+    from aucli.fileio import atomic_write_text
 
     folder = Path(folder)
     images = folder / "images"

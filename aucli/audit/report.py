@@ -169,7 +169,7 @@ def write_report(store, record: AuditRecord, path: str | Path, *, top: int = 30,
         per_au: flags per AU on its contact sheet.
         size: face tile size in pixels.
     """
-    from aucli.engine.runs import atomic_write_text
+    from aucli.fileio import atomic_write_text
 
     path = Path(path)
     flags = record.flags

@@ -28,7 +28,8 @@ from torch import nn
 from aucli.config import Recipe
 from aucli.errors import ModelError
 from aucli.engine.baselines import build_method_model
-from aucli.engine.runs import atomic_write_json, json_safe, load_tensors, save_tensors
+from aucli.engine.runs import load_tensors, save_tensors
+from aucli.fileio import atomic_write_json, json_safe
 from aucli.model.checkpoint import CHECKPOINT_FORMAT, FORMAT_VERSION, checkpoint_paths, file_sha256, read_checkpoint_metadata
 
 __all__ = ["CHECKPOINT_FORMAT", "LoadedCheckpoint", "checkpoint_paths", "save_model_checkpoint", "load_model_checkpoint", "read_checkpoint_meta"]

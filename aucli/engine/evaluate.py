@@ -157,7 +157,7 @@ def evaluate_checkpoint(
     from aucli.engine.checkpoints import checkpoint_paths, load_model_checkpoint, save_model_checkpoint
     from aucli.engine.distributed import resolve_device
     from aucli.engine.data import store_dataset
-    from aucli.engine.runs import json_safe
+    from aucli.fileio import json_safe
     from aucli.store import CorpusStore
 
     if refit_thresholds and not subjects:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aucli.engine.predict_tables import MANIFEST_NAME, file_mode, keys_digest, read_manifest, utc_now, write_manifest
+from aucli.fileio import file_mode
+from aucli.engine.predict_tables import MANIFEST_NAME, keys_digest, read_manifest, utc_now, write_manifest
 from aucli.errors import UsageError
 
 __all__ = ["MergeSummary", "merge_predictions", "render_merge_summary"]

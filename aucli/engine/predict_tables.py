@@ -34,8 +34,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -45,6 +43,7 @@ import numpy as np
 
 from aucli.aus import openface_column
 from aucli.errors import UsageError
+from aucli.fileio import atomic_write_bytes, file_mode, json_safe
 from aucli.media.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 __all__ = [
@@ -296,29 +295,6 @@ def write_table(
     return path
 
 
-def file_mode() -> int:
-    """Permissions of a new file under the process' umask (0644 under the usual 022)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync, then rename it over ``path``."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(handle, file_mode())  # mkstemp makes 0600; outputs get the usual permissions
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-# ------------------------------------------------------------------------------------ reading
 def read_table(path: str | Path) -> dict[str, np.ndarray]:
     """A table written by :func:`write_table` as column arrays (missing cells: NaN, or -1 for face_id/AUxx_c).
 
@@ -379,22 +355,8 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
 def write_manifest(folder: str | Path, manifest: Mapping[str, Any]) -> Path:
     """Write ``predictions.json`` atomically."""
     path = Path(folder) / MANIFEST_NAME
-    text = json.dumps(_json_safe(dict(manifest)), indent=2) + "\n"
+    text = json.dumps(json_safe(dict(manifest)), indent=2) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value

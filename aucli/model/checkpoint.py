@@ -33,8 +33,6 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from typing import Any
 import torch
 
 from aucli.config import ModelConfig, Recipe
+from aucli.fileio import atomic_write_bytes
 from aucli.errors import AucliError, ModelError
 
 __all__ = [
@@ -150,7 +149,7 @@ def save_checkpoint(
     weights_path, meta_path = checkpoint_paths(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     plain = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-    _atomic_write_bytes(weights_path, save(plain, metadata={"format": CHECKPOINT_FORMAT, "method": "auformer"}))
+    atomic_write_bytes(weights_path, save(plain, metadata={"format": CHECKPOINT_FORMAT, "method": "auformer"}))
     summary = model.parameter_summary()
     meta = {
         "format": CHECKPOINT_FORMAT,
@@ -175,7 +174,7 @@ def save_checkpoint(
         text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as error:
         raise ModelError(f"training_summary/extra must be JSON-safe (plain numbers, strings, lists, dicts): {error}") from None
-    _atomic_write_bytes(meta_path, text.encode("utf-8"))
+    atomic_write_bytes(meta_path, text.encode("utf-8"))
     return weights_path, meta_path
 
 
@@ -289,15 +288,3 @@ def _threshold_list(thresholds: Sequence[float] | Mapping[str, float] | None, au
     return values
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

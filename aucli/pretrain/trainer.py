@@ -428,7 +428,7 @@ def _finish(
     caches: list[FaceCache], keep_cache: bool, show_progress: bool,
 ) -> PretrainResult:  # fmt: skip
     """Round and save the encoder, probe it against a random-init encoder, write the cards, clean up."""
-    from aucli.engine.runs import atomic_write_json, atomic_write_text
+    from aucli.fileio import atomic_write_json, atomic_write_text
     from aucli.pretrain.card import build_card, card_markdown
     from aucli.pretrain.weights import save_encoder
 

@@ -208,7 +208,7 @@ def install_backbone(
     ``models/cards/REGISTRY_NAME.md``, and adds ``registry_name`` under ``"backbones"`` in
     ``models/registry.json`` (other entries are kept; the file is replaced atomically).
     """
-    from aucli.engine.runs import atomic_write_json, atomic_write_text
+    from aucli.fileio import atomic_write_json, atomic_write_text
     from aucli.model.registry import REGISTRY_FORMAT_VERSION
     from aucli.pretrain.card import card_markdown
 

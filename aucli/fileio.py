@@ -1,0 +1,70 @@
+"""Files that are never half-written: atomic writes, and values made safe for JSON.
+
+Every output aucli writes outside the HDF5 store (checkpoints, run folders, prediction tables,
+manifests) goes through :func:`atomic_write_bytes`: a temporary file beside the target, fsync,
+then a rename over it, so a reader sees the old file or the new one, never a partial one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "json_safe", "file_mode"]
+
+
+def file_mode() -> int:
+    """Permissions of a new file under the process' umask (0644 under the usual 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync, then rename it over ``path``."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(handle, file_mode())  # mkstemp makes 0600; outputs get the usual permissions
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """UTF-8 ``text`` written with :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, payload: Any) -> None:
+    """Indented JSON of :func:`json_safe` ``payload``, written atomically."""
+    atomic_write_text(path, json.dumps(json_safe(payload), indent=2) + "\n")
+
+
+def json_safe(value: Any) -> Any:
+    """Numpy scalars/arrays, tuples and paths -> plain JSON values; NaN/inf -> None."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        return json_safe(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
