@@ -90,7 +90,11 @@ def train_oof(store: Path, folder: Path, args) -> Path:
 
     torch.set_num_threads(args.threads)
     overrides = {"train.device": args.device, "data.num_workers": 0, "data.labels": "synth", "model.au_names": "bp4d",
-                 "model.img_size": args.img_size, "optim.epochs": args.epochs, "train.n_folds": args.folds}
+                 "train.n_folds": args.folds}
+    if args.img_size:
+        overrides["model.img_size"] = args.img_size
+    if args.epochs:
+        overrides["optim.epochs"] = args.epochs
     recipe = load_recipe(args.recipe, [*(f"{k}={json.dumps(v)}" for k, v in overrides.items()), *args.override])
     started = time.perf_counter()
     result = out_of_fold_predictions(store, recipe, out=folder / "folds", label_set="synth", resume=True, show_progress=args.progress)
@@ -297,11 +301,11 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2, help="BP4D tasks per subject")
     parser.add_argument("--frames", type=int, default=150, help="frames per task")
     parser.add_argument("--size", type=int, default=128, help="rendered frame size")
-    parser.add_argument("--crop", type=int, default=96, help="stored face crop size")
+    parser.add_argument("--crop", type=int, default=128, help="stored face crop size")
     parser.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "recipes" / "synthetic.yaml"))
     parser.add_argument("--override", "-o", action="append", default=[], help="recipe KEY=VALUE (repeatable)")
-    parser.add_argument("--img-size", type=int, default=64, help="model input size (patch 8)")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--img-size", type=int, help="model input size  [default: the recipe's]")
+    parser.add_argument("--epochs", type=int, help="training epochs  [default: the recipe's]")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
