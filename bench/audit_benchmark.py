@@ -25,8 +25,9 @@ recall; ``cleanlab rank`` and ``audit, no temporal`` are also read at the audit'
 ``aucli audit`` does, the audit's queues leave out AUs whose out-of-fold AUC against the audited
 labels is below 0.6 (the model cannot judge them); its ranking covers every label.
 
-Run (CPU, minutes per corpus; ``--work`` keeps corpora, stores and fold models for reruns):
-    python bench/audit_benchmark.py --mixes light,realistic,heavy --seeds 0,1,2
+Run (CPU, about 6 minutes per corpus on 2 cores; ``--work`` keeps corpora, stores and fold models for reruns):
+    python bench/audit_benchmark.py --mixes light,realistic,heavy --seeds 0,1,2 --epochs 2 -o train.eval_every=2
+    python bench/audit_benchmark.py --mixes light,realistic,heavy --seeds 0,1,2 --judge 1.5,2.5   (no training)
     python bench/audit_benchmark.py --oof oof.npz --store corpus.h5 --manifest corpus/   (given predictions)
 
 ``--judge SIGMA,...`` replaces the trained models by a *simulated judge*, to compare the rankers
@@ -299,7 +300,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="corpus seeds")
     parser.add_argument("--subjects", type=int, default=6)
     parser.add_argument("--tasks", type=int, default=2, help="BP4D tasks per subject")
-    parser.add_argument("--frames", type=int, default=150, help="frames per task")
+    parser.add_argument("--frames", type=int, default=120, help="frames per task")
     parser.add_argument("--size", type=int, default=128, help="rendered frame size")
     parser.add_argument("--crop", type=int, default=128, help="stored face crop size")
     parser.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "recipes" / "synthetic.yaml"))
