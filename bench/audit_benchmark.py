@@ -31,7 +31,7 @@ Run (CPU, about 6 minutes per corpus on 2 cores; ``--work`` keeps corpora, store
     python bench/audit_benchmark.py --oof oof.npz --store corpus.h5 --manifest corpus/   (given predictions)
 
 ``--judge SIGMA,...`` replaces the trained models by a *simulated judge*, to compare the rankers
-when the model is informative (a frozen random backbone trained for minutes on a CPU is not):
+when the model is informative (the CPU recipe, trained for minutes on six subjects, is not yet):
 ``logit = 3 tanh(I - 0.5) + slow + fast`` per (frame, AU), with ``I`` the exact rendered intensity
 (max over sides; occurrence is I >~ 0.5), ``slow`` an AR(1) drift along the frames of a recording
 (correlation 0.95 per frame: a model's errors persist over neighbouring frames) and ``fast`` white
