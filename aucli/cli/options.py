@@ -127,4 +127,4 @@ def detector_device(device: str) -> str:
         return "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
     if value == "cpu" or value.startswith("cuda"):
         return value
-    raise UsageError(f"detector device must be auto, cpu or cuda, got {device!r}")
+    raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")

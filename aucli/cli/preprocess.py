@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aucli.cli.options import echo_json, face_options, json_option
+from aucli.cli.options import detector_device, echo_json, face_options, json_option
 
 LABEL_FORMATS = ("bp4d", "disfa", "openface", "casme2", "csv")
 
@@ -87,7 +87,7 @@ def preprocess(
         every=every,
         fps=fps,
         threshold=min_score,
-        device=_detector_device(device),
+        device=detector_device(device),
     )
     summary = run_preprocess(
         inputs,
@@ -108,17 +108,3 @@ def preprocess(
         echo_json(summary.as_dict())
     else:
         render_preprocess_summary(summary)
-
-
-def _detector_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when onnxruntime has its CUDA provider, else ``cpu``."""
-    from aucli.errors import UsageError
-
-    value = device.lower()
-    if value == "auto":
-        import onnxruntime
-
-        return "cuda" if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else "cpu"
-    if value == "cpu" or value.startswith("cuda"):
-        return value
-    raise UsageError(f"--device must be auto, cpu or cuda, got {device!r}")
