@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "pretrain": "aucli.cli.pretrain:pretrain",
     "audit": "aucli.cli.audit:audit",
     "demo": "aucli.cli.demo:demo",
+    "finetune-micro": "aucli.cli.finetune_micro:finetune_micro",
 }
 
 

@@ -64,6 +64,11 @@ def save_model_checkpoint(
     if len(thresholds) != len(model.au_names):
         raise ModelError(f"{len(thresholds)} thresholds for {len(model.au_names)} AUs")
     tensors = dict(model.trainable_state_dict())
+    # Parameters outside the backbone that were kept frozen (experts while only the heads were
+    # fine-tuned) are part of the function all the same.
+    for name, parameter in model.named_parameters():
+        if not name.startswith("backbone."):
+            tensors.setdefault(name, parameter.detach())
     backbone_in_checkpoint = backbone_source == "random"
     if backbone_in_checkpoint:
         for name, tensor in model.backbone.state_dict().items():

@@ -75,7 +75,13 @@ RESUMABLE_CHANGES = ("train.device", "train.log_every", "train.save_every", "dat
 # ------------------------------------------------------------------------------------ corpus
 @dataclass
 class Corpus:
-    """The labelled faces of a store, aligned to the model's AUs, and the protocol's partitions."""
+    """The labelled faces of a store, aligned to the model's AUs, and the protocol's partitions.
+
+    ``splits``: explicit subjects of some folds (fold number -> :class:`FoldSplit`), used instead
+    of the partitions for those folds (a final model whose validation subjects are also its
+    "test"). ``train_repeats``: ``(len(dataset),)`` times each face appears in a training epoch
+    (0 leaves it out of training; validation and test always see every face once); None: once.
+    """
 
     store: Path
     label_set: str
@@ -83,6 +89,8 @@ class Corpus:
     dataset: Any
     subjects: np.ndarray
     partitions: tuple[tuple[str, ...], ...]
+    splits: dict[int, FoldSplit] | None = None
+    train_repeats: np.ndarray | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -108,13 +116,18 @@ def prepare_corpus(store: str | Path, recipe: Recipe) -> Corpus:
 
 def fold_indices(corpus: Corpus, fold: int, recipe: Recipe) -> tuple[FoldSplit, np.ndarray, np.ndarray, np.ndarray]:
     """The fold's subjects (after ``train_fraction``) and dataset positions of train, validation, test."""
-    split = fold_split(corpus.partitions, fold, validation_fraction=recipe.train.validation_fraction, seed=recipe.train.seed)
+    if corpus.splits is not None and fold in corpus.splits:
+        split = corpus.splits[fold]
+    else:
+        split = fold_split(corpus.partitions, fold, validation_fraction=recipe.train.validation_fraction, seed=recipe.train.seed)
     fraction = recipe.train.train_fraction
     if fraction < 1.0:
         keep = max(1, round(len(split.train) * fraction))
         chosen = random.Random(recipe.train.seed * 7919 + fold).sample(sorted(split.train), keep)
         split = replace(split, train=tuple(sorted(chosen)))
     train = np.flatnonzero(np.isin(corpus.subjects, list(split.train)))
+    if corpus.train_repeats is not None:
+        train = np.repeat(train, corpus.train_repeats[train])
     validation = np.flatnonzero(np.isin(corpus.subjects, list(split.validation)))
     test = np.flatnonzero(np.isin(corpus.subjects, list(split.test)))
     if train.size == 0:
@@ -287,8 +300,14 @@ def train_fold(
     weights: str | None = None,
     show_progress: bool = True,
     on_step: Callable[[int], None] | None = None,
+    init_model: Callable[[nn.Module], None] | None = None,
 ) -> FoldResult:
-    """Train and evaluate one fold; files go to ``folder`` (rank 0 only). See the module docstring."""
+    """Train and evaluate one fold; files go to ``folder`` (rank 0 only). See the module docstring.
+
+    ``init_model``: called with the freshly built model (on its device) before the optimiser is
+    made: it may load starting weights and freeze parameters (only those that still require
+    gradients are optimised). A resumed fold then loads its saved state over it.
+    """
     started = time.perf_counter()
     cfg_train, cfg_data, cfg_optim = recipe.train, recipe.data, recipe.optim
     split, train_idx, val_idx, test_idx = fold_indices(corpus, fold, recipe)
@@ -305,6 +324,8 @@ def train_fold(
     _seed_everything(cfg_train.seed)
     backbone_source = weights or recipe.model.backbone_weights or "hub"
     model = build_method_model(recipe.model, recipe.baseline, cfg_train.method, weights=backbone_source).to(device)
+    if init_model is not None:
+        init_model(model)
     data_config = model.data_config
     img_size = int(data_config["input_size"][-1])
     mean, std = data_config["mean"], data_config["std"]
