@@ -17,7 +17,7 @@ Examples::
 
     python bench/moke_overhead.py                       # ViT-B/16, batch 8, 12 AUs, d = 8, CPU
     python bench/moke_overhead.py --reps 3 --no-naive   # a quick look
-    python bench/moke_overhead.py --device cuda --batch 128
+    python bench/moke_overhead.py --device cuda --batch 128 --json-out moke.json
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-train", action="store_true", help="skip the training-step timing")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes")
     parser.add_argument("--grad-checkpointing", action="store_true", help="AUFormer with gradient checkpointing")
+    parser.add_argument("--json-out", metavar="FILE", help="also write the figures to FILE as JSON")
     parser.add_argument("--probe-memory", choices=["plain", "train"], help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -201,13 +202,20 @@ def main(argv: list[str] | None = None) -> None:
     naive = None if args.no_naive else ReferenceAUFormer(model)
     import timm
 
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else processor_name()
+    cuda = torch.device(args.device).type == "cuda"
+    device_name = torch.cuda.get_device_name(args.device) if cuda else processor_name()
     print(
         f"torch {torch.__version__}, timm {timm.__version__}, {device_name}, device {args.device}, "
         f"threads {torch.get_num_threads()}, {args.backbone}, batch {args.batch}, {args.aus} AUs, d = {args.bottleneck}, "
-        f"{args.reps} interleaved reps" + (", bf16 autocast" if args.device.startswith("cuda") else "")
+        f"{args.reps} interleaved reps" + (", bf16 autocast" if cuda else "")
     )
     summary = model.parameter_summary()
+    figures: dict = {
+        "torch": torch.__version__, "timm": timm.__version__, "device": args.device, "device_name": device_name,
+        "threads": torch.get_num_threads(), "backbone": args.backbone, "batch": args.batch, "aus": args.aus,
+        "bottleneck": args.bottleneck, "reps": args.reps, "precision": "bf16 autocast" if cuda else "fp32",
+        "trainable_parameters": summary["trainable"], "frozen_parameters": summary["frozen"],
+    }
     print(f"trainable parameters {summary['trainable']:,} ({summary['trainable_percent']:.2f}%), frozen {summary['frozen']:,}")
 
     model.eval()
@@ -226,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     if naive is not None:
         print(f"  naive / AUFormer       {median_ms(times['naive loop']) / median_ms(times['AUFormer']):6.2f}")
     ratio = median_ms(times["AUFormer"]) / plain
+    figures["forward_ms"] = {name: round(median_ms(values), 2) for name, values in times.items()}
+    figures["forward_ratio_to_plain"] = round(ratio, 3)
+    figures["forward_images_per_s"] = {name: round(args.batch / statistics.median(values), 1) for name, values in times.items()}
     print(f"AUFormer / plain ViT no-grad forward: {ratio:.3f} (bar for vit_base_patch16_224, batch 8, 12 AUs, d = 8 on CPU: 1.35; goal 1.2)")
 
     if not args.no_train:
@@ -242,17 +253,32 @@ def main(argv: list[str] | None = None) -> None:
         print("\ntraining step          median ms   ratio to plain ViT forward")
         for name, values in step_times.items():
             print(f"  {name:20s} {median_ms(values):10.1f}   {median_ms(values) / plain:6.3f}")
+        figures["train_step_ms"] = {name: round(median_ms(values), 2) for name, values in step_times.items()}
+        figures["train_images_per_s"] = {name: round(args.batch / statistics.median(values), 1) for name, values in step_times.items()}
 
     if not args.no_memory:
         peaks = {}
         for probe in ("plain", "train"):
             command = [sys.executable, os.path.abspath(__file__), *(argv if argv is not None else sys.argv[1:]), "--probe-memory", probe]
-            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            peaks[probe] = json.loads(output.strip().splitlines()[-1])["peak_bytes"]
-        what = "CUDA max_memory_allocated growth" if args.device.startswith("cuda") else "peak RSS growth, fresh process each"
-        print(f"\npeak memory ({what})")
-        print(f"  plain ViT forward      {peaks['plain'] / 2**20:10.1f} MiB")
-        print(f"  AUFormer train step    {peaks['train'] / 2**20:10.1f} MiB   ratio {peaks['train'] / max(peaks['plain'], 1):.1f}")
+            run = subprocess.run(command, check=False, capture_output=True, text=True)
+            if run.returncode != 0:  # e.g. out of memory: report it, keep the timings
+                print(f"\nmemory probe {probe!r} failed (exit {run.returncode}):\n{run.stderr.strip()[-2000:]}", file=sys.stderr)
+                figures.setdefault("memory_probe_errors", {})[probe] = run.stderr.strip().splitlines()[-1:] or [f"exit {run.returncode}"]
+                continue
+            peaks[probe] = json.loads(run.stdout.strip().splitlines()[-1])["peak_bytes"]
+        what = "CUDA max_memory_allocated growth" if cuda else "peak RSS growth, fresh process each"
+        figures["peak_memory_mib"] = {name: round(value / 2**20, 1) for name, value in peaks.items()}
+        figures["peak_memory_measure"] = what
+        if len(peaks) == 2:
+            print(f"\npeak memory ({what})")
+            print(f"  plain ViT forward      {peaks['plain'] / 2**20:10.1f} MiB")
+            print(f"  AUFormer train step    {peaks['train'] / 2**20:10.1f} MiB   ratio {peaks['train'] / max(peaks['plain'], 1):.1f}")
+
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as handle:
+            json.dump(figures, handle, indent=2)
+    if "memory_probe_errors" in figures:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
