@@ -427,7 +427,7 @@ def finetune_micro(
     import yaml
 
     from aucli import __version__
-    from aucli.console import err_console, warn
+    from aucli.console import err_console
     from aucli.engine.checkpoints import load_model_checkpoint, save_model_checkpoint
     from aucli.engine.data import AugmentedFaces, FaceTransform
     from aucli.engine.distributed import setup
@@ -479,8 +479,6 @@ def finetune_micro(
             notes.append(f"not fine-tuned, the checkpoint has no expert for them: {', '.join(not_in_checkpoint)}")
         if without_positive:
             notes.append(f"not fine-tuned, never present in label set {label_set!r}: {', '.join(without_positive)}")
-        for note in notes:
-            warn(note)
         keep = list(pairs)
         model_cfg = transfer_config(checkpoint_model_config(meta), keep)
         recipe = dataclasses.replace(recipe, model=model_cfg, data=dataclasses.replace(recipe.data, labels=label_set))
