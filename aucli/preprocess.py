@@ -149,6 +149,8 @@ def _rekey(found, inputs: Sequence[str | Path]):
     if root == found.root or not all(Path(s.path).is_relative_to(root) for s in found.sources):
         return found
     sources = [dataclasses.replace(s, key=Path(s.path).relative_to(root).as_posix()) for s in found.sources]
+    if any(s.key == "." for s in sources):
+        return found  # the named folder is itself a frame folder: its key is its own name
     if len({s.key for s in sources}) != len(sources):
         return found
     return dataclasses.replace(found, sources=sources, root=root)

@@ -270,3 +270,13 @@ def test_file_digest(tmp_path: Path, clip: Path) -> None:
     write_frame_folder(folder, (4,), size=(64, 48))
     assert file_digest(folder) != before
     assert file_digest(clip) != file_digest(small)
+
+
+def test_a_named_frame_folder_is_keyed_by_its_own_name(tmp_path: Path) -> None:
+    from aucli.preprocess import _rekey
+
+    folder = tmp_path / "sub01" / "EP02_01f"
+    write_frame_folder(folder, (1, 2), size=(96, 64))
+    for named in (folder, tmp_path / "sub01"):
+        found = _rekey(discover_sources([named]), [named])
+        assert [s.key for s in found.sources] == ["EP02_01f"]
