@@ -196,3 +196,119 @@ def test_a_one_frame_model_blip_scores_below_a_sustained_unlabelled_event() -> N
     assert flat.score[0] == pytest.approx(flat.score[1])
     with pytest.raises(UsageError, match="unknown context"):
         ScoringConfig(bonus_missed={"dip": 1.0})
+
+
+def swap_table() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """AU1 coded as AU2 on frames 20-29 (AU1/AU2 swapped), and the same two disagreements alone on AU4 and AU12."""
+    names = ["AU1", "AU2", "AU4", "AU12"]
+    labels = np.zeros((80, 4), np.int8)
+    probs = np.full((80, 4), 0.04)
+    event = slice(20, 30)
+    labels[event, 1] = 1  # AU2 labelled where the model sees AU1...
+    probs[event, 0] = 0.9  # ...and AU1 left out
+    probs[event, 2] = 0.9  # AU4: the same missed event, with no partner
+    labels[event, 3] = 1  # AU12: the same spurious event, with no partner
+    return probs, labels, names
+
+
+def test_a_label_swap_ranks_above_a_lone_disagreement_of_the_same_size() -> None:
+    probs, labels, names = swap_table()
+    th = derive_thresholds(names, gammas=1.0)
+    scores = score_labels(probs, labels, one_sequence(80), th)
+    flags = scores.flag_table()
+    assert scores.pairs == [("AU1", "AU2")]
+    assert len(flags) == 4 and set(zip(flags.start.tolist(), flags.stop.tolist())) == {(20, 30)}  # one flag per AU over the event
+    by_au = {names[int(k)]: i for i, k in enumerate(flags.au)}
+    assert [names[int(k)] for k in flags.au[:2]] in (["AU1", "AU2"], ["AU2", "AU1"])  # the swap ranks first
+    for swapped, alone, kind in (("AU1", "AU4", "missed"), ("AU2", "AU12", "spurious")):
+        i, j = by_au[swapped], by_au[alone]
+        assert flags.kind[i] == flags.kind[j] == kind and flags.context[i] == flags.context[j]
+        assert flags.evidence[i] == pytest.approx(flags.evidence[j])  # the same disagreement on its own AU...
+        assert flags.score[i] > flags.score[j]  # ...but the partner's disagreement adds to it: its evidence, in log-odds
+        assert flags.swap_frames[i] == 10 and flags.confusion[i] > 1.0
+        logit = np.log(flags.score / (1 - flags.score))
+        assert logit[i] - logit[j] == pytest.approx(flags.confusion[i])
+        assert flags.partner[j] == -1 and flags.swap_frames[j] == 0 and flags.confusion[j] == 0
+    assert names[flags.partner[by_au["AU1"]]] == "AU2" and names[flags.partner[by_au["AU2"]]] == "AU1"
+    reasons = flags.reasons(names)
+    assert reasons[by_au["AU1"]].endswith("; confusion with AU2: AU2 is labelled present on these frames and the model sees no AU2 "
+                                          "(labels of AU1 and AU2 swapped?)")
+    assert "confusion with AU1: AU1 is labelled absent on these frames and the model sees AU1" in reasons[by_au["AU2"]]
+    assert "confusion" not in reasons[by_au["AU4"]]
+    # frame by frame too: each swapped frame outranks the lone one
+    frame_scores = score_labels(probs, labels, one_sequence(80), th, ScoringConfig(temporal=False)).frame_scores
+    assert np.all(frame_scores[20:30, 0] > frame_scores[20:30, 2]) and np.all(frame_scores[20:30, 1] > frame_scores[20:30, 3])
+    # without confusion evidence the swap is two lone disagreements
+    off = score_labels(probs, labels, one_sequence(80), th, ScoringConfig(confusion_pairs=[])).flag_table()
+    assert off.score[off.au == 0][0] == pytest.approx(off.score[off.au == 2][0])
+    assert off.score[off.au == 1][0] == pytest.approx(off.score[off.au == 3][0])
+
+
+def test_a_swap_flags_labels_that_neither_disagreement_flags_alone() -> None:
+    probs, labels, names = swap_table()
+    probs[20:30, 0] = probs[20:30, 2] = 0.72  # AU1 and AU4 labelled absent: p below the missed threshold p* = 0.844
+    probs[20:30, 1] = probs[20:30, 3] = 0.28  # AU2 and AU12 labelled present: p above the spurious threshold 1 - p* = 0.156
+    th = derive_thresholds(names, gammas=1.0)
+    flags = score_labels(probs, labels, one_sequence(80), th).flag_table()
+    assert sorted(names[int(k)] for k in flags.au) == ["AU1", "AU2"]  # together past the threshold, alone not
+    assert sorted(flags.kind.tolist()) == ["missed", "spurious"] and set(flags.swap_frames.tolist()) == {10}
+    alone = score_labels(probs, labels, one_sequence(80), th, ScoringConfig(confusion_pairs=[])).flag_table()
+    assert len(alone) == 0
+
+
+def test_no_change_without_a_confusion_pair_or_a_swap() -> None:
+    rng = np.random.default_rng(3)
+    n = 400
+    probs = rng.beta(0.5, 0.5, (n, 3))
+    labels = (rng.random((n, 3)) < 0.3).astype(np.int8)
+    labels[rng.random((n, 3)) < 0.05] = -1
+    segments = segment_ids(np.repeat([0, 1], n // 2), np.zeros(n), np.r_[np.arange(n // 2), np.arange(n // 2)])
+
+    def same(a, b) -> None:
+        assert np.array_equal(a.frame_scores, b.frame_scores, equal_nan=True) and np.array_equal(a.flags, b.flags)
+        for name in a.candidates.__dataclass_fields__:
+            x, y = getattr(a.candidates, name), getattr(b.candidates, name)
+            assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), name
+
+    for temporal in (True, False):
+        # no pair among the audited AUs: the defaults lend nothing
+        th = derive_thresholds(["AU4", "AU12", "AU17"], gammas=1.0)
+        default = score_labels(probs, labels, segments, th, ScoringConfig(temporal=temporal))
+        assert default.pairs == [] and np.all(default.candidates.partner == -1)
+        same(default, score_labels(probs, labels, segments, th, ScoringConfig(temporal=temporal, confusion_pairs=[])))
+        # a pair whose labels never disagree: no swap, nothing changes
+        th = derive_thresholds(["AU1", "AU2", "AU4"], gammas=1.0)
+        agreeing = labels.copy()
+        agreeing[:, 1] = agreeing[:, 0]
+        default = score_labels(probs, agreeing, segments, th, ScoringConfig(temporal=temporal))
+        assert default.pairs == [("AU1", "AU2")]
+        same(default, score_labels(probs, agreeing, segments, th, ScoringConfig(temporal=temporal, confusion_pairs=[])))
+        # an AU the model cannot judge lends no evidence to its partner
+        swapped = score_labels(probs, labels, segments, th, ScoringConfig(temporal=temporal))
+        assert np.any(swapped.candidates.partner >= 0)
+        skipped = score_labels(probs, labels, segments, th, ScoringConfig(temporal=temporal), skip=["AU2"])
+        assert skipped.pairs == []
+        same(skipped, score_labels(probs, labels, segments, th, ScoringConfig(temporal=temporal, confusion_pairs=[])))
+
+
+def test_confusion_pairs_settings() -> None:
+    from aucli.audit.flags import DEFAULT_CONFUSION_PAIRS, parse_confusion_pairs
+    from aucli.synth.noise import CONFUSION_PAIRS
+
+    assert DEFAULT_CONFUSION_PAIRS == tuple((f"AU{a}", f"AU{b}") for a, b in CONFUSION_PAIRS)  # the pairs coders (and the synth noise) confuse
+    assert parse_confusion_pairs("AU1/AU2, au06/7,AU2/AU1") == (("AU1", "AU2"), ("AU6", "AU7"))
+    assert parse_confusion_pairs("none") == () and parse_confusion_pairs([["AU4", "AU7"]]) == (("AU4", "AU7"),)
+    assert ScoringConfig(confusion_pairs="AU23/AU24").to_dict()["confusion_pairs"] == [["AU23", "AU24"]]
+    with pytest.raises(UsageError, match=r"joined by '/' \(AU1/AU2\); found 'AU1-AU2'"):
+        parse_confusion_pairs("AU1-AU2")
+    with pytest.raises(UsageError, match="two different AUs; found AU1/AU1"):
+        parse_confusion_pairs("AU1/AU01")
+    with pytest.raises(UsageError, match="confusion_weight must be > 0"):
+        ScoringConfig(confusion_weight=0)
+    probs, labels, names = swap_table()
+    th = derive_thresholds(names, gammas=1.0)
+    with pytest.raises(UsageError, match=r"confusion pair AU6/AU7: AU6, AU7 not among the audited AUs \(AU1, AU2, AU4, AU12\)"):
+        score_labels(probs, labels, one_sequence(80), th, ScoringConfig(confusion_pairs="AU6/AU7"))
+    # an explicit pair replaces the defaults
+    flags = score_labels(probs, labels, one_sequence(80), th, ScoringConfig(confusion_pairs="AU4/AU12")).flag_table()
+    assert {names[int(k)]: int(p) for k, p in zip(flags.au, flags.partner)} == {"AU1": -1, "AU2": -1, "AU4": 3, "AU12": 2}

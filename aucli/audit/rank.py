@@ -27,7 +27,8 @@ class FlagTable:
         frame_stop: first and last frame index (inclusive). n_frames: frames flagged. label: the
         labels (0 or 1). mean_p, peak_p: calibrated probability over the frames, most contradicting
         one. score: (0, 1). kind: missed / spurious. context: isolated / event / boundary / dip /
-        frame. side: onset / offset for boundary flags. reason: plain-language explanation.
+        frame. side: onset / offset for boundary flags. partner: the AU whose labels look swapped with
+        this one's (confusion evidence), else empty. reason: plain-language explanation.
         row_offsets: ``(m + 1,)``; rows: store rows of flag ``i`` are ``rows[row_offsets[i]:row_offsets[i+1]]``.
     """
 
@@ -47,6 +48,7 @@ class FlagTable:
     kind: np.ndarray
     context: np.ndarray
     side: np.ndarray
+    partner: np.ndarray
     reason: np.ndarray
     row_offsets: np.ndarray
     rows: np.ndarray
@@ -83,6 +85,7 @@ class FlagTable:
             n_frames=length, label=flags.label.astype(np.int8), mean_p=flags.mean_p.astype(np.float64),
             peak_p=flags.peak_p.astype(np.float64), score=flags.score.astype(np.float64), kind=flags.kind.astype(object),
             context=flags.context.astype(object), side=flags.side.astype(object),
+            partner=np.asarray([au_names[k] if k >= 0 else "" for k in flags.partner], dtype=object),
             reason=np.asarray(flags.reasons(list(au_names)), dtype=object), row_offsets=offsets,
             rows=rows[expand_runs(flags.start, flags.stop)].astype(np.int64),
         )
@@ -94,6 +97,8 @@ class FlagTable:
     def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "flag_") -> FlagTable:
         values = {}
         for f in fields(cls):
+            if f.name == "partner" and prefix + f.name not in arrays:  # audits stored before confusion evidence
+                arrays = {**arrays, prefix + f.name: np.full(np.asarray(arrays[prefix + "rank"]).size, "", dtype=object)}
             value = np.asarray(arrays[prefix + f.name])
             values[f.name] = value.astype(object) if value.dtype.kind in "OUS" else value
         return cls(**values)
@@ -108,12 +113,16 @@ class FlagTable:
                          rows=np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64))
 
     def counts(self, au_names: Sequence[str]) -> dict[str, dict[str, int]]:
-        """AU -> {missed, spurious, isolated, event, boundary, dip, frame, frames}: numbers of flags (frames: labels)."""
+        """AU -> {missed, spurious, isolated, event, boundary, dip, frame, confusion, frames}: numbers of flags (frames: labels).
+
+        ``confusion``: flags whose labels look swapped with a partner AU's.
+        """
         result: dict[str, dict[str, int]] = {}
         for name in au_names:
             mine = self.au == name
             entry = {kind: int((mine & (self.kind == kind)).sum()) for kind in KINDS}
             entry.update({context: int((mine & (self.context == context)).sum()) for context in CONTEXTS})
+            entry["confusion"] = int((mine & (self.partner != "")).sum())
             entry["frames"] = int(self.n_frames[mine].sum())
             result[name] = entry
         return result
