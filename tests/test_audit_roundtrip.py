@@ -60,6 +60,9 @@ def test_audit_writes_a_run_and_never_edits_labels(runner, synth_store: Path, tm
     assert summary["run"] == "first" and summary["flags"] > 5 and summary["source"]["kind"] == "simulated judge"
     # AUs the judge cannot rank against these labels get no flag (here AU24: a rare AU whose few noisy positives are mostly wrong)
     assert all(summary["skill"][a] is None or summary["skill"][a] < 0.6 for a in summary["skipped"])
+    # confusion evidence: the default pairs, less those with an AU the model cannot judge
+    assert summary["confusion_pairs"] == [[a, b] for a, b in (("AU1", "AU2"), ("AU6", "AU7"), ("AU23", "AU24"))
+                                          if a not in summary["skipped"] and b not in summary["skipped"]]
     assert sum(v is not None and v > 0.8 for v in summary["skill"].values()) >= 12
     after, attrs_after = labels_snapshot(synth_store, "synth")
     assert np.array_equal(before, after) and attrs_before == attrs_after
@@ -269,3 +272,66 @@ def test_an_au_the_model_cannot_judge_gets_no_flag(synth_store: Path) -> None:
     unguarded = run_audit(synth_store, oof, label_set="synth", write=False, min_auc=0.0)
     flagged = {str(a) for a in unguarded.flags.au}
     assert set(rare) <= flagged and set(unguarded.flags.kind) == {"spurious"}
+
+
+def test_a_label_swap_is_flagged_on_both_aus_in_the_csv_queue(runner, synth_store: Path, tmp_path: Path) -> None:
+    """AU1 coded as AU2 on the frames where AU1 alone is present; a judge that sees the exact labels."""
+    from aucli.audit.export import QUEUE_COLUMNS, write_queue_csv
+    from aucli.audit.flags import ScoringConfig
+    from aucli.audit.rank import FlagTable
+    from aucli.audit.run import run_audit
+    from aucli.audit.sources import from_arrays
+
+    with CorpusStore.open(synth_store, "a") as opened:
+        clean = opened.read_labels("synth_clean")
+        names = list(clean.au_names)
+        a, b = names.index("AU1"), names.index("AU2")
+        swapped = clean.occurrence.copy()
+        moved = (swapped[:, a] == 1) & (swapped[:, b] == 0)
+        swapped[moved, a], swapped[moved, b] = 0, 1
+        opened.write_labels("swapped", names, swapped)
+        rows = clean.labelled_rows()
+    assert moved.sum() >= 5
+    calibrated = np.where(clean.occurrence[rows] == 1, 0.97, 0.03)
+    oof = from_arrays(rows, calibrated=calibrated, au_names=names, source={"kind": "exact judge"})
+    record = run_audit(synth_store, oof, label_set="swapped", name="swap", write=False)
+    assert record.confusion_pairs[0] == ["AU1", "AU2"]
+    queue = tmp_path / "swap.csv"
+    write_queue_csv(record, queue)
+    with open(queue, newline="") as handle:
+        lines = list(csv.DictReader(handle))
+    assert tuple(lines[0]) == QUEUE_COLUMNS and "confused_with" in QUEUE_COLUMNS
+    assert {line["au"] for line in lines} == {"AU1", "AU2"}  # every other label agrees with the judge
+    for line in lines:
+        partner = "AU2" if line["au"] == "AU1" else "AU1"
+        assert line["confused_with"] == partner and f"; confusion with {partner}: " in line["reason"]
+        assert line["kind"] == ("missed" if line["au"] == "AU1" else "spurious")
+    flagged = {(line["source"], line["au"], int(f)) for line in lines for f in range(int(line["frame_start"]), int(line["frame_stop"]) + 1)}
+    assert len(flagged) == 2 * int(moved.sum())  # each moved frame is flagged on both AUs, no other frame
+    assert record.counts()["AU1"]["confusion"] == record.counts()["AU1"]["missed"] > 0
+    # without confusion evidence the same labels are flagged, as lone disagreements
+    alone = run_audit(synth_store, oof, label_set="swapped", name="alone", write=False, scoring=ScoringConfig(confusion_pairs=[]))
+    assert alone.confusion_pairs == [] and set(alone.flags.partner) == {""} and int(alone.flags.n_frames.sum()) == 2 * int(moved.sum())
+    # audits stored before confusion evidence (no flag_partner array) read back with no partner
+    arrays = {k: v for k, v in record.flags.to_arrays().items() if k != "flag_partner"}
+    assert set(FlagTable.from_arrays(arrays).partner) == {""}
+    # the printed summary names the pairs
+    result = runner.invoke(cli, ["audit", str(synth_store), "--labels", "swapped", "--predictions", "judge", "--name", "printed",
+                                 "--confusion-pairs", "AU1/AU2"])
+    assert result.exit_code == 0, result.output
+    assert "confusion pairs: AU1/AU2;" in " ".join(result.output.split())
+
+
+def test_confusion_option_errors(runner, synth_store: Path) -> None:
+    base = ["audit", str(synth_store), "--labels", "synth", "--predictions", "judge"]
+    dash = runner.invoke(cli, [*base, "--confusion-pairs", "AU1-AU2"])
+    assert dash.exit_code == 2 and "Error: a confusion pair is two AUs joined by '/' (AU1/AU2); found 'AU1-AU2'" in dash.output
+    both = runner.invoke(cli, [*base, "--confusion-pairs", "AU1/AU2", "--no-confusion"])
+    assert both.exit_code == 2 and "Error: give --confusion-pairs or --no-confusion, not both" in both.output
+    absent = runner.invoke(cli, [*base, "--confusion-pairs", "AU1/AU5"])
+    assert absent.exit_code == 2 and "Error: confusion pair AU1/AU5: AU5 not among the audited AUs (AU1, AU2," in absent.output
+    off = runner.invoke(cli, [*base, "--no-confusion", "--name", "no-confusion", "--json"])
+    assert off.exit_code == 0, off.output
+    summary = json.loads(off.output)
+    assert summary["confusion_pairs"] == [] and summary["scoring"]["confusion_pairs"] == []
+    assert all(counts["confusion"] == 0 for counts in summary["counts"].values())

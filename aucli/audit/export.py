@@ -3,8 +3,10 @@
 CSV queue (one row per flag, best first)::
 
     rank, audit_run, label_set, source, subject, track, frame_start, frame_stop, n_frames, au,
-    label, probability, peak_probability, score, kind, context, reason, corrected
+    label, probability, peak_probability, score, kind, context, confused_with, reason, corrected
 
+``confused_with`` names the partner AU when the flag's labels look swapped with that AU's
+(confusion evidence, :mod:`aucli.audit.flags`): the partner has its own flag over the same frames.
 ``corrected`` is empty; a reviewer writes the right label for the flag's frames: ``1`` / ``present``,
 ``0`` / ``absent``, ``-1`` / ``unknown`` (the frames become uncoded), or leaves it empty (no
 change). ``frame_start`` and ``frame_stop`` (inclusive) may be edited to correct a different range
@@ -36,7 +38,8 @@ from aucli.audit.run import AuditRecord
 __all__ = ["LABELING_CONFIG", "QUEUE_COLUMNS", "flag_strip", "sequence_frames", "write_label_studio", "write_queue_csv"]
 
 QUEUE_COLUMNS = ("rank", "audit_run", "label_set", "source", "subject", "track", "frame_start", "frame_stop", "n_frames", "au",
-                 "label", "probability", "peak_probability", "score", "kind", "context", "reason", "corrected")
+                 "label", "probability", "peak_probability", "score", "kind", "context", "confused_with",
+                 "reason", "corrected")
 
 LABELING_CONFIG = """<View>
   <Header value="#$rank  $au  ($source, frames $frame_start-$frame_stop)"/>
@@ -80,7 +83,7 @@ def write_queue_csv(record: AuditRecord, path: str | Path, *, top: int | None = 
             int(flags.rank[i]), record.name, record.label_set, flags.source_key[i], flags.subject[i], int(flags.track[i]),
             int(flags.frame_start[i]), int(flags.frame_stop[i]), int(flags.n_frames[i]), flags.au[i], int(flags.label[i]),
             f"{flags.mean_p[i]:.4f}", f"{flags.peak_p[i]:.4f}", f"{flags.score[i]:.4f}", flags.kind[i], flags.context[i],
-            flags.reason[i], "",
+            flags.partner[i], flags.reason[i], "",
         ])
     import io
 
@@ -161,7 +164,8 @@ def write_label_studio(store, record: AuditRecord, folder: str | Path, *, top: i
                 "track": int(flags.track[i]), "frame_start": int(flags.frame_start[i]), "frame_stop": int(flags.frame_stop[i]),
                 "n_frames": int(flags.n_frames[i]), "au": str(flags.au[i]), "label": int(flags.label[i]),
                 "probability": round(float(flags.mean_p[i]), 4), "score": round(float(flags.score[i]), 4),
-                "kind": str(flags.kind[i]), "context": str(flags.context[i]), "reason": str(flags.reason[i]),
+                "kind": str(flags.kind[i]), "context": str(flags.context[i]),
+                "confused_with": str(flags.partner[i]), "reason": str(flags.reason[i]),
                 "question": _question(record, i),
             },
             "predictions": [{

@@ -183,6 +183,7 @@ def write_report(store, record: AuditRecord, path: str | Path, *, top: int = 30,
         ("faces judged", f"{record.rows.size:,} ({int(known.sum()):,} known labels, {len(record.au_names)} AUs)"),
         ("flags", f"{len(flags):,} covering {int(flags.n_frames.sum()):,} labels"),
         ("temporal evidence", "on" if record.scoring.temporal else "off"),
+        ("confusion pairs", ", ".join(f"{a}/{b}" for a, b in record.confusion_pairs) or "none"),
         ("checkpoints", ", ".join(f"{k}: {Path(v).parent.name}/{Path(v).name}" for k, v in record.checkpoints.items()) or "-"),
     ]
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>aucli audit {html.escape(record.name)}</title>",
@@ -203,10 +204,11 @@ def write_report(store, record: AuditRecord, path: str | Path, *, top: int = 30,
         c = counts[a]
         auc = record.skill[i] if i < record.skill.size and np.isfinite(record.skill[i]) else None
         rows.append([a, f"{int(known[:, i].sum()):,}", "-" if auc is None else f"{auc:.2f}", c["missed"], c["spurious"],
-                     *[c[x] for x in CONTEXTS], f"{c['frames']:,}", record.skipped.get(a, "")])
+                     *[c[x] for x in CONTEXTS], c["confusion"], f"{c['frames']:,}", record.skipped.get(a, "")])
     parts.append("<h2>Flags per AU and reason</h2><p class='note'>AUC: how well the out-of-fold probabilities rank the "
-                 f"audited labels; an AU below {record.min_auc:g} gets no flag (the model cannot judge it).</p>")
-    parts.append(_table(["AU", "labels judged", "AUC", "missed", "spurious", *CONTEXTS, "labels flagged", "note"], rows))
+                 f"audited labels; an AU below {record.min_auc:g} gets no flag (the model cannot judge it). swap: flags whose "
+                 "labels look swapped with the partner AU's (confusion evidence).</p>")
+    parts.append(_table(["AU", "labels judged", "AUC", "missed", "spurious", *CONTEXTS, "swap", "labels flagged", "note"], rows))
     parts.append("<h2>Score histograms</h2>" + _img(_histograms(record), "score histograms"))
 
     parts.append(f"<h2>Contact sheets: the best-ranked flags of each AU (up to {per_au})</h2>"

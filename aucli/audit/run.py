@@ -10,7 +10,8 @@
     fold          (n,)       int32    fold (or calibration group) that judged each row
     frame_scores  (n, K)     float32  suspicion score of every known label (NaN unknown)
     flag_*        (m,)                the ranked flags (aucli.audit.rank.FlagTable), flag_rows ragged
-    attrs: label_set, au_names (label-set AUs audited), model_aus, thresholds, scoring, max_gap,
+    attrs: label_set, au_names (label-set AUs audited), model_aus, thresholds, scoring, confusion_pairs
+           (the AU pairs whose label swaps lent evidence), max_gap,
            skill (per-AU AUC of the probabilities against the audited labels), min_auc, skipped
            (AU -> why it has no flag), source (how probabilities were made), checkpoints,
            calibrations, counts, n_flags
@@ -19,6 +20,7 @@ A model that cannot tell an AU apart on held-out subjects gives every frame abou
 rate after calibration; for a rare AU that is below the spurious threshold, and every positive label
 would be flagged. So an AU whose out-of-fold AUC (against the audited labels) is below ``min_auc``
 (0.6 by default) gets no flag; its labels are still scored (``frame_scores``) and the summary says why.
+Nor does it lend confusion evidence to its partner AU (:mod:`aucli.audit.flags`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class AuditRecord:
     skipped: dict[str, str] = field(default_factory=dict)
     checkpoints: dict[str, str] = field(default_factory=dict)
     calibrations: dict[str, Any] = field(default_factory=dict)
+    confusion_pairs: list[list[str]] = field(default_factory=list)
     created_at: str = ""
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -81,7 +84,8 @@ class AuditRecord:
             "run": self.name, "store": str(self.store), "label_set": self.label_set, "faces": int(self.rows.size),
             "labels_judged": int(known.sum()), "flags": len(self.flags),
             "flagged_labels": int(self.flags.n_frames.sum()), "counts": self.counts(),
-            "thresholds": self.thresholds.to_dict(), "scoring": self.scoring.to_dict(), "source": self.source,
+            "thresholds": self.thresholds.to_dict(), "scoring": self.scoring.to_dict(),
+            "confusion_pairs": [list(pair) for pair in self.confusion_pairs], "source": self.source,
             "skill": {a: _plain_float(v) for a, v in zip(self.au_names, self.skill)}, "min_auc": self.min_auc,
             "skipped": dict(self.skipped),
             "checkpoints": self.checkpoints,
@@ -91,12 +95,17 @@ class AuditRecord:
         """Rich table: flags per AU by kind and context."""
         from rich.table import Table
 
-        table = Table(title=f"Audit {self.name}: {len(self.flags)} flag(s) on label set {self.label_set}",
+        pairs = ", ".join(f"{a}/{b}" for a, b in self.confusion_pairs) or "none"
+        skipped = "".join(f"; [yellow]no flags for {name}: {why}[/yellow]" for name, why in self.skipped.items())
+        # no outer edge, short headers, reasons in the caption: eleven columns fit 80 terminal columns
+        table = Table(title=f"Audit {self.name}: {len(self.flags)} flag(s) on label set {self.label_set}", show_edge=False,
+                      pad_edge=False,
                       caption=f"{self.rows.size:,} faces judged; temporal evidence {'on' if self.scoring.temporal else 'off'}; "
-                              "labels: how many labels the flags cover; AUC: out-of-fold, against these labels")
-        columns = ("AU", "AUC", "missed", "spur.", "isol.", "event", "bound.", "dip", "labels", "top")
+                              f"confusion pairs: {pairs}; swap: flags whose labels look swapped with the partner AU's; "
+                              f"bnd.: boundary; labels: how many labels the flags cover; AUC: out-of-fold, against these labels{skipped}")
+        columns = ("AU", "AUC", "miss.", "spur.", "isol.", "event", "bnd.", "dip", "swap", "labels", "top")
         for column in columns:
-            table.add_column(column, justify="left" if column == "AU" else "right", no_wrap=column != "missed")
+            table.add_column(column, justify="left" if column == "AU" else "right", no_wrap=True)
         counts = self.counts()
         for i, name in enumerate(self.au_names):
             c = counts[name]
@@ -105,10 +114,10 @@ class AuditRecord:
             auc = self.skill[i] if i < self.skill.size else np.nan
             shown_auc = "-" if not np.isfinite(auc) else f"{auc:.2f}"
             if name in self.skipped:
-                table.add_row(name, shown_auc, f"[yellow]no flags: {self.skipped[name]}[/yellow]", *[""] * 7)
+                table.add_row(name, shown_auc, *["[yellow]-[/yellow]"] * 9)
                 continue
-            table.add_row(name, shown_auc, str(c["missed"]), str(c["spurious"]), *map(str, contexts), f"{c['frames']:,}",
-                          f"{mine.max():.3f}" if mine.size else "-")
+            table.add_row(name, shown_auc, str(c["missed"]), str(c["spurious"]), *map(str, contexts), str(c["confusion"]),
+                          f"{c['frames']:,}", f"{mine.max():.3f}" if mine.size else "-")
         return table
 
     def top_table(self, n: int = 15):
@@ -122,7 +131,7 @@ class AuditRecord:
         f = self.flags
         for i in range(min(n, len(f))):
             frames = f"{f.frame_start[i]}" if f.frame_start[i] == f.frame_stop[i] else f"{f.frame_start[i]}-{f.frame_stop[i]}"
-            kind = f"{f.kind[i]}, {f.context[i]}" + (f" ({f.side[i]})" if f.side[i] else "")
+            kind = f"{f.kind[i]}, {f.context[i]}" + (f" ({f.side[i]})" if f.side[i] else "") + (f", swap {f.partner[i]}" if f.partner[i] else "")
             table.add_row(str(f.rank[i]), str(f.source_key[i]), frames, str(f.au[i]), str(int(f.label[i])),
                           f"{f.mean_p[i]:.2f}", f"{f.score[i]:.3f}", kind)
         return table
@@ -192,11 +201,11 @@ def run_audit(
             gamma_tiers=loss.get("gamma_tiers") or (0.75, 1.0, 1.25),
             margin=margin if margin is not None else float(loss.get("margin", 0.05)), missed=missed, spurious=spurious,
         )
-        scores = score_labels(probs, labels, segment, thresholds, scoring)
         skill = auc_scores(probs, labels)
         skipped = {a: ("the labels hold one class only" if not np.isfinite(skill[k]) else
                        f"held-out AUC {skill[k]:.2f} < {min_auc:g}: the model cannot judge it, or its labels disagree with the model throughout")
                    for k, a in enumerate(label_aus) if not skill[k] >= min_auc}
+        scores = score_labels(probs, labels, segment, thresholds, scoring, skip=skipped)
         keep = scores.flags[~np.isin(scores.candidates.au[scores.flags], [label_aus.index(a) for a in skipped])]
         flags = FlagTable.from_candidates(scores.candidates.take(keep), au_names=label_aus, rows=rows, source=source, track=track,
                                           frame=frame, source_keys=sources["key"], subjects=sources["subject"])
@@ -206,6 +215,7 @@ def run_audit(
             frame_scores=scores.frame_scores, flags=flags, thresholds=thresholds, scoring=scoring, max_gap=float(max_gap),
             source=dict(oof.source), skill=skill, min_auc=float(min_auc), skipped=skipped, checkpoints={str(k): str(v) for k, v in oof.checkpoints.items()},
             calibrations={str(k): v.to_dict() for k, v in oof.calibrations.items()},
+            confusion_pairs=[list(pair) for pair in scores.pairs],
         )
         if write:
             record.name = name if name is not None else opened.unique_run_name("audit", label_set)
@@ -228,7 +238,8 @@ def _gammas_by_label_au(gammas: dict[str, float] | None, oof: OutOfFold) -> dict
 def _attrs(record: AuditRecord) -> dict[str, Any]:
     return {
         "format": "aucli-audit-1", "label_set": record.label_set, "au_names": record.au_names, "model_aus": record.model_aus,
-        "thresholds": record.thresholds.to_dict(), "scoring": record.scoring.to_dict(), "max_gap": record.max_gap,
+        "thresholds": record.thresholds.to_dict(), "scoring": record.scoring.to_dict(),
+        "confusion_pairs": [list(pair) for pair in record.confusion_pairs], "max_gap": record.max_gap,
         "skill": [_plain_float(v) for v in record.skill], "min_auc": record.min_auc, "skipped": record.skipped,
         "source": record.source, "checkpoints": record.checkpoints, "calibrations": record.calibrations,
         "counts": record.counts(), "n_flags": len(record.flags),
@@ -242,6 +253,7 @@ def read_audit(store, name: str) -> AuditRecord:
     if attrs.get("format") != "aucli-audit-1":
         raise StoreError(f"audit run {name!r} of {store.path} is not in the aucli-audit-1 format (found {attrs.get('format')!r})")
     scoring_attrs = dict(attrs["scoring"])
+    scoring_attrs.setdefault("confusion_pairs", [])  # audits stored before confusion evidence had none
     return AuditRecord(
         name=name, store=Path(store.path), label_set=attrs["label_set"], au_names=list(attrs["au_names"]),
         model_aus=list(attrs.get("model_aus", attrs["au_names"])), rows=arrays["rows"], segment=arrays["segment"],
@@ -252,7 +264,7 @@ def read_audit(store, name: str) -> AuditRecord:
         skill=np.array([np.nan if v is None else v for v in attrs.get("skill", [])], dtype=np.float64),
         min_auc=float(attrs.get("min_auc", DEFAULT_MIN_AUC)), skipped=dict(attrs.get("skipped", {})),
         checkpoints=dict(attrs.get("checkpoints", {})), calibrations=dict(attrs.get("calibrations", {})),
-        created_at=str(attrs.get("created_at", "")),
+        confusion_pairs=[list(pair) for pair in attrs.get("confusion_pairs", [])], created_at=str(attrs.get("created_at", "")),
     )
 
 

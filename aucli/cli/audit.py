@@ -106,6 +106,9 @@ def _with(options):
 @click.option("--extend", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5, show_default=True,
               help="A flag extends over neighbouring frames whose contradiction is at least this.")
 @click.option("--context", type=click.IntRange(min=0), default=5, show_default=True, help="Neighbouring frames on each side weighed in a flag's score.")
+@click.option("--confusion-pairs", metavar="AU/AU,...",
+              help="AU pairs coders confuse: a label swap between partners counts both disagreements.  [default: AU1/AU2,AU6/AU7,AU23/AU24 where audited]")
+@click.option("--no-confusion", is_flag=True, help="No confusion evidence (each AU judged without its partner).")
 @click.option("--min-auc", type=click.FloatRange(0, 1), default=0.6, show_default=True,
               help="AUs the model ranks worse than this AUC (out-of-fold, against the audited labels) get no flag.")
 @click.option("--max-gap", type=click.FloatRange(min=1), default=2.0, show_default=True, help="A frame step above this many usual steps starts a new segment.")
@@ -116,15 +119,16 @@ def _with(options):
 @click.option("--quiet", is_flag=True, help="No training progress.")
 @json_option
 def run(store, labels, recipe_path, overrides, folds, run_dir, resume, backbone_weights, checkpoint, au_map, predictions, calibration,
-        missed_threshold, spurious_threshold, margin, gamma, no_temporal, extend, context, min_auc, max_gap, name, csv_path,
-        label_studio, html, top, report_top, device, batch_size, quiet, as_json) -> None:
+        missed_threshold, spurious_threshold, margin, gamma, no_temporal, extend, context, confusion_pairs, no_confusion, min_auc,
+        max_gap, name, csv_path, label_studio, html, top, report_top, device, batch_size, quiet, as_json) -> None:
     """Audit a label set of STORE and store the flags as /audit/RUN.
 
     Probabilities come from k fold models trained on STORE (default, with --recipe), from a
     --checkpoint trained elsewhere (calibration cross-fitted over subject groups), or from
     stored out-of-fold --predictions. Thresholds derive from each AU's MDWA gradient peak p*
-    (printed) and can be set with --missed-threshold / --spurious-threshold. The label set itself
-    is never changed.
+    (printed) and can be set with --missed-threshold / --spurious-threshold. A label swap between
+    AUs coders confuse (AU1 labelled where the model sees AU2, and AU2 missing) counts the
+    evidence of both AUs (--confusion-pairs). The label set itself is never changed.
 
     \b
     Examples:
@@ -132,8 +136,9 @@ def run(store, labels, recipe_path, overrides, folds, run_dir, resume, backbone_
       aucli audit bp4d.h5 --labels human --checkpoint runs/disfa/fold1/best.json --csv queue.csv
       aucli audit synth.h5 --labels synth --predictions synth-oof --missed-threshold 0.9
       aucli audit synth.h5 --labels synth --predictions synth-oof --no-temporal --name frames-only
+      aucli audit synth.h5 --labels synth --predictions synth-oof --confusion-pairs AU1/AU2,AU4/AU7
     """
-    from aucli.audit.flags import ScoringConfig
+    from aucli.audit.flags import ScoringConfig, confusion_columns
     from aucli.audit.run import check_run_name, run_audit
     from aucli.audit.sources import from_checkpoint, from_predictions, from_training, write_out_of_fold
     from aucli.engine.data import resolve_label_set
@@ -147,11 +152,16 @@ def run(store, labels, recipe_path, overrides, folds, run_dir, resume, backbone_
                                               ("--out", run_dir), ("--resume", resume)) if value]
     if chosen and training_only:
         raise UsageError(f"{', '.join(training_only)} configure fold training; they do not apply with {chosen[0]}")
-    scoring = ScoringConfig(temporal=not no_temporal, extend=extend, context=context)
+    if confusion_pairs is not None and no_confusion:
+        raise UsageError("give --confusion-pairs or --no-confusion, not both")
+    scoring = ScoringConfig(temporal=not no_temporal, extend=extend, context=context,
+                            confusion_pairs=[] if no_confusion else confusion_pairs)
     gammas = _parse_gamma(gamma)
     with CorpusStore.open(store) as opened:
         label_set = resolve_label_set(opened, labels)
         check_run_name(opened, name)
+        if scoring.confusion_pairs:  # a misspelt pair fails now, not after training
+            confusion_columns(scoring, [str(a) for a in opened.label_attrs(label_set).get("au_names", [])])
         oof = from_predictions(opened, predictions) if predictions else None
     extra: dict = {}
     if checkpoint:
