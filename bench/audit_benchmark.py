@@ -6,8 +6,10 @@ out-of-fold probabilities for ``synth`` (k subject-fold models trained on the no
 :func:`aucli.engine.out_of_fold_predictions`, calibrated per fold on held-out training subjects),
 then rank every known (frame, AU) label with:
 
-- ``audit``: :func:`aucli.audit.flags.score_labels` with temporal evidence (the default);
-- ``audit, no temporal``: the same thresholds, every frame judged alone (score = calibrated q);
+- ``audit``: :func:`aucli.audit.flags.score_labels` with temporal and confusion evidence (the defaults);
+- ``audit, no temporal``: the same thresholds, every frame judged alone (score = calibrated q, or
+  with the partner's evidence on a swap of a confusion pair);
+- ``audit, no confusion``: temporal evidence, no confusion pairs;
 - ``cleanlab rank``: ``cleanlab.multilabel_classification.rank.get_label_quality_scores_per_class``
   (self-confidence per class; lower quality = more suspicious), the per-class form of
   ``get_label_quality_scores``;
@@ -23,11 +25,16 @@ Measures: AUPRC (average precision) of the ranking, precision at k, and for meth
 (audit: the labels its flags cover; cleanlab filter: its issues) the queue's size, precision and
 recall; ``cleanlab rank`` and ``audit, no temporal`` are also read at the audit's queue length. As
 ``aucli audit`` does, the audit's queues leave out AUs whose out-of-fold AUC against the audited
-labels is below 0.6 (the model cannot judge them); its ranking covers every label.
+labels is below 0.6 (the model cannot judge them), and such AUs lend no confusion evidence; its
+ranking covers every label. A second table gives the recall at the audit's queue length per noise
+type of the manifest (``noise_reason``: boundary, missed, confusion, flip), a third the AUPRC
+gain of each audit variant over the better of the two cleanlab rankings, paired by corpus.
 
-Run (CPU, about 6 minutes per corpus on 2 cores; ``--work`` keeps corpora, stores and fold models for reruns):
+Run (``--work`` keeps corpora, stores and fold models for reruns):
     python bench/audit_benchmark.py --mixes light,realistic,heavy --seeds 0,1,2 --epochs 2 -o train.eval_every=2
-    python bench/audit_benchmark.py --mixes light,realistic,heavy --seeds 0,1,2 --judge 1.5,2.5   (no training)
+        (fold models: about 6 minutes per corpus on 2 quiet cores)
+    python bench/audit_benchmark.py --mixes light,realistic,heavy --seeds 0,1,2 --judge 1.5,2.5 --threads 1
+        (no training: about 3 minutes on the shared 2-core machine, 45 s once the 9 corpora are rendered)
     python bench/audit_benchmark.py --oof oof.npz --store corpus.h5 --manifest corpus/   (given predictions)
 
 ``--judge SIGMA,...`` replaces the trained models by a *simulated judge*, to compare the rankers
@@ -57,7 +64,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-METHODS = ("audit", "audit, no temporal", "cleanlab rank", "cleanlab filter")
+METHODS = ("audit", "audit, no temporal", "audit, no confusion", "cleanlab rank", "cleanlab filter")
+AUDIT_VARIANTS = {"audit": {}, "audit, no temporal": {"temporal": False}, "audit, no confusion": {"confusion_pairs": []}}
+#: noise types of the synth ledger reported one by one (aucli.synth.noise.REASONS)
+NOISE_TYPES = ("boundary", "missed", "confusion", "flip")
 
 
 # ------------------------------------------------------------------------------------ data
@@ -157,8 +167,11 @@ def load_oof(path: Path, store: Path):
     return rows, au_names, calibrated.astype(np.float64)
 
 
-def ground_truth(corpus: Path, store: Path, rows: np.ndarray, au_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(noisy labels, clean labels, changed)`` ``(n, K)`` for the store rows, from the manifest's ground truth."""
+def ground_truth(corpus: Path, store: Path, rows: np.ndarray, au_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(noisy labels, clean labels, changed, reason)`` ``(n, K)`` for the store rows, from the manifest's ground truth.
+
+    ``reason``: the ledger's noise type of each label (index into :data:`aucli.synth.noise.REASONS`, 0 = clean).
+    """
     from aucli.store import CorpusStore
     from aucli.synth.corpus import CorpusManifest
 
@@ -181,7 +194,7 @@ def ground_truth(corpus: Path, store: Path, rows: np.ndarray, au_names: list[str
     if not np.array_equal(changed, store_changed):
         raise SystemExit(f"{store}: the manifest's changed labels ({int(changed.sum())}) differ from synth vs synth_clean "
                          f"({int(store_changed.sum())}); the frame mapping is wrong")
-    return noisy_set, clean_set, changed
+    return noisy_set, clean_set, changed, arrays["noise_reason"][manifest_rows][:, columns]
 
 
 # ------------------------------------------------------------------------------------ methods
@@ -207,9 +220,10 @@ def rank_methods(store: Path, rows: np.ndarray, au_names: list[str], probs: np.n
     rates = np.where(known.sum(0) > 0, (labels == 1).sum(0) / np.maximum(known.sum(0), 1), np.nan)
     thresholds = derive_thresholds(au_names, rates=rates)
     judged_aus = auc_scores(probs, labels) >= DEFAULT_MIN_AUC  # as `aucli audit`: AUs the model cannot rank get no flag
+    unjudged = [a for a, judged in zip(au_names, judged_aus) if not judged]
     results: dict[str, dict[str, Any]] = {}
-    for name, temporal in (("audit", True), ("audit, no temporal", False)):
-        scored = score_labels(probs, labels, segments, thresholds, ScoringConfig(temporal=temporal))
+    for name, options in AUDIT_VARIANTS.items():
+        scored = score_labels(probs, labels, segments, thresholds, ScoringConfig(**options), skip=unjudged)
         queue = np.zeros(labels.shape, bool)
         flags = scored.flag_table()
         for k in np.flatnonzero(judged_aus):
@@ -228,14 +242,15 @@ def rank_methods(store: Path, rows: np.ndarray, au_names: list[str], probs: np.n
     queue[full] = issues
     filter_scores = np.where(queue, 1.0 + scores, scores)  # its issues first, each ranked by self-confidence
     results["cleanlab filter"] = {"scores": filter_scores, "queue": queue}
-    for name in ("audit", "audit, no temporal"):  # judge the same labels as cleanlab
+    for name in AUDIT_VARIANTS:  # judge the same labels as cleanlab
         results[name]["scores"] = np.where(full[:, None], results[name]["scores"], np.nan)
         results[name]["queue"] &= full[:, None]
     return results
 
 
-def measure(results: dict[str, dict[str, Any]], changed: np.ndarray, ks: list[int]) -> dict[str, dict[str, float]]:
-    from aucli.audit.rank import average_precision, precision_at_k, recall_at_k
+def measure(results: dict[str, dict[str, Any]], changed: np.ndarray, reason: np.ndarray, ks: list[int]) -> dict[str, dict[str, float]]:
+    from aucli.audit.rank import average_precision, precision_at_k, ranking_order, recall_at_k
+    from aucli.synth.noise import REASONS
 
     judged = np.isfinite(results["cleanlab rank"]["scores"])
     truth = changed & judged
@@ -253,6 +268,16 @@ def measure(results: dict[str, dict[str, Any]], changed: np.ndarray, ks: list[in
         row["recall@audit queue"] = recall_at_k(scores, truth.reshape(-1), audit_queue) if audit_queue else float("nan")
         table[name] = row
     table["_corpus"] = {"labels": int(judged.sum()), "wrong": int(truth.sum()), "base rate": float(truth.sum() / max(judged.sum(), 1))}
+    # recall at the audit's queue length, per noise type: which mistakes each method finds
+    by_type: dict[str, dict[str, float]] = {}
+    for noise in NOISE_TYPES:
+        mine = (truth & (reason == REASONS.index(noise))).reshape(-1)
+        entry = {"wrong": float(mine.sum())}
+        for name, result in results.items():
+            found = ranking_order(result["scores"].reshape(-1))[:audit_queue]
+            entry[name] = float(mine[found].sum() / mine.sum()) if mine.any() and audit_queue else float("nan")
+        by_type[noise] = entry
+    table["_types"] = by_type
     return table
 
 
@@ -292,6 +317,35 @@ def summarise(records: list[dict[str, Any]], ks: list[int]) -> None:
             table.add_row(label, method, *cells)
         table.add_section()
     console.print(table)
+
+    types = Table(title="Recall at the audit's queue length by noise type, % (mean ± sd over seeds; n: wrong labels per corpus)")
+    for column in ("mix", "noise type", "n", *METHODS):
+        types.add_column(column, justify="left" if column in ("mix", "noise type") else "right")
+    for mix in dict.fromkeys(r["mix"] for r in records):
+        mine = [r for r in records if r["mix"] == mix]
+        for n, noise in enumerate(NOISE_TYPES):
+            entries = [r["measures"]["_types"][noise] for r in mine]
+            cells = []
+            for method in METHODS:
+                values = np.array([e[method] for e in entries], dtype=float)
+                cells.append("-" if np.all(np.isnan(values)) else f"{100 * np.nanmean(values):.1f} ± {100 * np.nanstd(values):.1f}")
+            types.add_row(mix if n == 0 else "", noise, f"{np.mean([e['wrong'] for e in entries]):,.0f}", *cells)
+        types.add_section()
+    console.print(types)
+
+    gains = Table(title="AUPRC gain over cleanlab (the better of rank and filter on each corpus), points: mean ± sd over seeds [min, max]")
+    variants = list(AUDIT_VARIANTS)
+    for column in ("mix", *variants):
+        gains.add_column(column, justify="left" if column == "mix" else "right")
+    for mix in dict.fromkeys(r["mix"] for r in records):
+        mine = [r for r in records if r["mix"] == mix]
+        best = np.array([max(r["measures"]["cleanlab rank"]["auprc"], r["measures"]["cleanlab filter"]["auprc"]) for r in mine])
+        cells = []
+        for method in variants:
+            gain = 100 * (np.array([r["measures"][method]["auprc"] for r in mine]) - best)
+            cells.append(f"{gain.mean():+.1f} ± {gain.std():.1f} [{gain.min():+.1f}, {gain.max():+.1f}]")
+        gains.add_row(mix, *cells)
+    console.print(gains)
 
 
 def main() -> None:
@@ -342,9 +396,9 @@ def main() -> None:
     records = []
     for mix, seed, corpus, store, oof_path in jobs:
         rows, au_names, probs = load_oof(oof_path, store)
-        noisy, clean, changed = ground_truth(corpus, store, rows, au_names)
+        noisy, clean, changed, reason = ground_truth(corpus, store, rows, au_names)
         results = rank_methods(store, rows, au_names, probs, noisy)
-        records.append({"mix": mix, "seed": seed, "measures": measure(results, changed, ks),
+        records.append({"mix": mix, "seed": seed, "measures": measure(results, changed, reason, ks),
                         "quality": model_quality(probs, clean, noisy), "flags": results["audit"]["flags"]})
     summarise(records, ks)
     if args.json:
