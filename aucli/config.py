@@ -44,6 +44,7 @@ __all__ = [
     "TrainConfig",
     "BaselineConfig",
     "parse_au_map",
+    "layered_recipe_data",
     "Recipe",
     "load_recipe",
     "parse_overrides",
@@ -406,6 +407,18 @@ def merge_dicts(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str,
         else:
             merged[key] = value
     return merged
+
+
+def layered_recipe_data(
+    recipe_path: str | Path | None, overrides: Sequence[str], flags: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A command's recipe mapping: the recipe file < ``-o key=value`` overrides < dedicated flags.
+
+    ``flags`` maps dotted keys to flag values; ``None`` means the flag was not given.
+    """
+    data = read_yaml(recipe_path) if recipe_path else {}
+    data = merge_dicts(data, parse_overrides(list(overrides)))
+    return merge_dicts(data, parse_overrides({k: v for k, v in flags.items() if v is not None}))
 
 
 def build_section(cls: type, data: Mapping[str, Any] | None, prefix: str) -> Any:

@@ -60,7 +60,7 @@ def train(store, recipe_path, out, fold, method, resume, overrides, labels, epoc
       aucli train bp4d.h5 --recipe recipes/bp4d.yaml --out runs/bp4d --resume
       torchrun --nproc-per-node 4 -m aucli train bp4d.h5 --recipe recipes/bp4d.yaml --out runs/ddp
     """
-    from aucli.config import Recipe, merge_dicts, parse_overrides, read_yaml
+    from aucli.config import Recipe, layered_recipe_data
     from aucli.console import console
     from aucli.engine.trainer import train as run_training
 
@@ -78,9 +78,7 @@ def train(store, recipe_path, out, fold, method, resume, overrides, labels, epoc
         "model.backbone_weights": backbone_weights,
         "train.device": device if device != "auto" else None,
     }
-    data = read_yaml(recipe_path) if recipe_path else {}
-    data = merge_dicts(data, parse_overrides(list(overrides)))
-    data = merge_dicts(data, parse_overrides({k: v for k, v in flags.items() if v is not None}))
+    data = layered_recipe_data(recipe_path, overrides, flags)
     recipe = Recipe.from_dict(data)
     result = run_training(store, recipe, out=out, resume=resume, show_progress=not quiet and not as_json)
     if setup_rank() != 0:
