@@ -38,6 +38,10 @@ class FoldSplit:
     validation: tuple[str, ...]
     test: tuple[str, ...]
 
+    def subjects(self) -> dict[str, list[str]]:
+        """``{"train": [...], "validation": [...], "test": [...]}`` for JSON records."""
+        return {"train": list(self.train), "validation": list(self.validation), "test": list(self.test)}
+
 
 def balanced_partitions(subjects: Sequence[str], n_folds: int, *, seed: int = 0) -> tuple[tuple[str, ...], ...]:
     """Split subjects into ``n_folds`` partitions whose sizes differ by at most one (deterministic)."""

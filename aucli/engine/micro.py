@@ -300,7 +300,7 @@ class MicroFold:
     def to_dict(self) -> dict[str, Any]:
         return {
             "fold": self.fold,
-            "subjects": {"train": list(self.split.train), "validation": list(self.split.validation), "test": list(self.split.test)},
+            "subjects": self.split.subjects(),
             "test_faces": self.n_test,
             "best_epoch": self.best_epoch,
             "checkpoint": str(self.checkpoint),

@@ -158,7 +158,7 @@ class FoldResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "fold": self.fold,
-            "subjects": {"train": list(self.split.train), "validation": list(self.split.validation), "test": list(self.split.test)},
+            "subjects": self.split.subjects(),
             "best_epoch": self.best_epoch,
             "best_step": self.best_step,
             "thresholds": [float(t) for t in self.thresholds],
@@ -450,7 +450,7 @@ def train_fold(
                 record["lr"] = lr_at(max(step - 1, 0), lr=cfg_optim.lr, total_steps=total_steps, warmup_steps=warmup_steps, min_lr_ratio=cfg_optim.min_lr_ratio)
                 if record["best"] and writer:
                     training = {"fold": fold, "epoch": epoch, "step": step, "store": str(corpus.store), "label_set": corpus.label_set,
-                                "au_columns": corpus.columns, "subjects": {"train": split.train, "validation": split.validation, "test": split.test},
+                                "au_columns": corpus.columns, "subjects": split.subjects(),
                                 "validation_mean_f1": record["val_mean_f1"], "validation_mean_auc": record["val_mean_auc"],
                                 "test_mean_f1": record["test_mean_f1"]}
                     save_model_checkpoint(folder / "best", model, recipe=recipe, thresholds=record["thresholds"], training=json_safe(training))
