@@ -21,6 +21,9 @@ Run:
     python bench/learnability.py --quick         (end-to-end in minutes: 8 subjects, 1 seed, tiny budget;
                                                   its figures say nothing about learnability)
     python bench/learnability.py --json out.json (also write every figure as JSON)
+    python bench/learnability.py --device cuda --steps 3000 --loader-workers 8
+                                                 (the same check at a GPU budget; its runs are kept apart
+                                                  from the CPU check's, under steps3000-batch32-cuda)
 
 Corpora, stores and runs are kept under ``--work`` (default ``bench/out/learnability``); a rerun
 reuses them and resumes unfinished training runs, so the command can be stopped and run again.
@@ -74,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--weights",
         default="embedded:synthface",
         help="the pretrained backbone: embedded:NAME, a registered name, or a file with its card beside it",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="train.device: cpu (the check's definition), or cuda for a larger --steps budget on a GPU"
     )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--loader-workers", type=int, default=1, help="DataLoader worker processes")
@@ -149,13 +155,19 @@ def recipe_for(
         "train.fold": "all",
         "train.protocol": "auto",
         "train.seed": seed,
-        "train.device": "cpu",
+        "train.device": getattr(args, "device", "cpu"),
         "train.eval_every": 100000,
         "train.select_by": "last",
     }
     data = merge_dicts(read_yaml(ROOT / "recipes" / "synthetic.yaml"), parse_overrides(overrides))
     data["model"]["backbone_overrides"] = dict(model_config["backbone_overrides"])  # replaced whole, not merged key by key
     return Recipe.from_dict(data)
+
+
+def run_folder(args: argparse.Namespace, store: Path, method: str, source: str, seed: int) -> Path:
+    """``runs/<store>/steps<S>-batch<B>[-cuda]/<method>-<source>/seed<seed>``: a GPU budget never mixes with the CPU check."""
+    budget = f"steps{args.steps}-batch{args.batch}" + ("" if args.device == "cpu" else f"-{args.device.split(':')[0]}")
+    return args.work / "runs" / store.stem / budget / f"{method}-{source}" / f"seed{seed}"
 
 
 def run_all(args: argparse.Namespace, store: Path, faces: int) -> dict[str, Any]:
@@ -166,9 +178,7 @@ def run_all(args: argparse.Namespace, store: Path, faces: int) -> dict[str, Any]
     for label, method, source in METHODS:
         per_seed = []
         for seed in args.seed_list:
-            folder = (
-                args.work / "runs" / store.stem / f"steps{args.steps}-batch{args.batch}" / f"{method}-{source}" / f"seed{seed}"
-            )
+            folder = run_folder(args, store, method, source, seed)
             recipe = recipe_for(args, method, source, weights_path, model_config, faces, seed)
             print(f"== {label}, seed {seed}: {folder}", file=sys.stderr, flush=True)
             started = time.perf_counter()
@@ -201,7 +211,7 @@ def print_table(figures: dict[str, Any], summary: dict[str, Any], args: argparse
     title = "Learnability check (issue 4): test F1 % per AU, 3-fold subject-independent" + (
         " [QUICK: pipeline check only]" if args.quick else ""
     )
-    caption = (f"mean ± std over {seeds} seed(s) of the 3-fold mean; {args.steps} steps x {args.batch} faces per fold; "
+    caption = (f"mean ± std over {seeds} seed(s) of the 3-fold mean; {args.steps} steps x {args.batch} faces per fold on {args.device}; "
                f"{args.subjects} subjects, {args.tasks} tasks x {args.frames} frames, 1 frame in {args.every} stored")  # fmt: skip
     table = Table(title=title, caption=caption)
     table.add_column("AU")
