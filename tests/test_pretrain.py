@@ -190,3 +190,19 @@ def test_install_publishes_an_embedded_and_registered_backbone(tiny_run, tmp_pat
     entry.weights.write_bytes(entry.weights.read_bytes()[:-8] + b"\0" * 8)  # a changed file is refused
     with pytest.raises(ModelError, match="does not match the sha256 in its card"):
         embedded_backbone("tiny", folder=assets)
+
+
+def test_hog_target_run_learns_and_says_so_in_its_card(tmp_path):
+    torch.set_num_threads(1)
+    config = load_pretrain_config([*TINY, "target=hog", "mask_ratio=0.5", "visible_weight=1.0"])
+    run = pretrain(config, tmp_path / "hog", show_progress=False)
+    val = [loss for _, loss in run.val_loss]
+    assert run.finished and val[-1] < val[0] - 0.1, val
+    card = read_backbone_card(run.out / "encoder.json")
+    objective = card["pretraining"]["objective"]
+    assert "HOG (9 orientation bins, 4 px cells" in objective and "visible ones at weight 1" in objective
+    assert card["pretraining"]["config"]["target"] == "hog"
+    with pytest.raises(ModelError, match="must divide the encoder's patch"):
+        from aucli.pretrain.trainer import build_mae
+
+        build_mae(load_pretrain_config([*TINY, "target=hog", "hog_cell=3"]))

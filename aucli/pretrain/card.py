@@ -48,8 +48,7 @@ def build_card(
         },
         "weights": weights,
         "pretraining": {
-            "objective": f"masked autoencoder: {round(config.mask_ratio * 100)}% of patches masked, "
-            f"{'per-patch normalised' if config.norm_pix_loss else 'raw'} pixel MSE on the masked patches",
+            "objective": _objective(config),
             "decoder": {"dim": config.decoder_dim, "depth": config.decoder_depth, "heads": config.decoder_heads},
             "steps": int(position["step"]),
             "batch_size": config.batch_size,
@@ -89,6 +88,16 @@ def build_card(
         "probe": probe,
         "environment": environment,
     }
+
+
+def _objective(config: PretrainConfig) -> str:
+    if config.target == "hog":
+        what = (f"masked feature prediction (MaskFeat): per-patch HOG ({config.hog_bins} orientation bins, "
+                f"{config.hog_cell} px cells, L2-normalised per patch)")  # fmt: skip
+    else:
+        what = f"masked autoencoder: {'per-patch normalised' if config.norm_pix_loss else 'raw'} pixels"
+    where = "the masked patches" + (f" and the visible ones at weight {config.visible_weight:g}" if config.visible_weight else "")
+    return f"{what}, {round(config.mask_ratio * 100)}% of patches masked, MSE on {where}"
 
 
 def _pct(value: float | None) -> str:

@@ -46,6 +46,12 @@ class PretrainConfig(Section):
     decoder_depth: int = option(2, "decoder blocks", min=1, max=32)
     decoder_heads: int = option(4, "decoder attention heads", min=1, max=64)
     norm_pix_loss: bool = option(True, "reconstruct patches normalised by their own mean and variance (MAE)")
+    target: Literal["pixels", "hog"] = option(
+        "pixels", "what the decoder predicts per patch: pixels (MAE) or hog, oriented-gradient histograms (MaskFeat)"
+    )
+    hog_cell: int = option(4, "HOG cell side in pixels (must divide the patch size)", min=1, max=64)
+    hog_bins: int = option(9, "HOG orientation bins over 0-180 degrees", min=2, max=36)
+    visible_weight: float = option(0.0, "loss weight of the visible patches (0: masked patches only, as MAE)", min=0.0, max=10.0)
     steps: int = option(1200, "optimiser steps", min=1)
     batch_size: int = option(32, "faces per step", min=1, max=65536)
     lr: float = option(1.5e-3, "peak AdamW learning rate", min=0.0, max=10.0)

@@ -17,7 +17,10 @@ Per image (P patches of p x p pixels, ``keep = round(P * (1 - mask_ratio))``)::
     loss    = mean over masked patches of mean((pred - normalised target patch)^2)
 
 With ``norm_pix_loss`` every target patch is normalised by its own mean and variance (MAE's
-choice, which sharpens the local detail the encoder has to keep). The position embeddings of
+choice, which sharpens the local detail the encoder has to keep). ``target="hog"`` predicts each
+patch's histograms of oriented gradients instead of its pixels (:mod:`aucli.pretrain.hog`,
+MaskFeat), and ``visible_weight`` > 0 adds the visible patches' targets to the loss with that
+weight, so that every token, not only its context, has to describe its own patch. The position embeddings of
 encoder and decoder are fixed 2-D sine-cosine tables (MAE); the encoder's is stored in its
 ``pos_embed`` parameter (frozen during pretraining), so the saved encoder carries it.
 """
@@ -32,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from aucli.errors import ModelError
+from aucli.pretrain.hog import hog_dims, patch_hog
 
 __all__ = ["MaskedAutoencoder", "sincos_pos_embed", "patchify", "random_keep", "build_encoder", "encoder_kwargs"]
 
@@ -103,7 +107,9 @@ class MaskedAutoencoder(nn.Module):
             and a learned ``pos_embed`` that covers the class token (``no_embed_class=False``), as
             ViT-B/16 has.
         decoder_dim, decoder_depth, decoder_heads: the decoder's width, number of blocks and heads.
-        norm_pix_loss: normalise every target patch by its own mean and variance.
+        norm_pix_loss: normalise every target patch by its own mean and variance (pixel target).
+        target: ``pixels`` (MAE) or ``hog`` (per-patch HOG with ``hog_cell`` px cells and ``hog_bins`` bins).
+        visible_weight: weight of the visible patches in the loss (0: masked patches only, MAE's loss).
     """
 
     def __init__(
@@ -114,8 +120,14 @@ class MaskedAutoencoder(nn.Module):
         decoder_depth: int = 2,
         decoder_heads: int = 4,
         norm_pix_loss: bool = True,
+        target: str = "pixels",
+        hog_cell: int = 4,
+        hog_bins: int = 9,
+        visible_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        if target not in ("pixels", "hog"):
+            raise ModelError(f"the pretraining target must be pixels or hog, got {target!r}")
         from timm.models.vision_transformer import Block
 
         self._check(encoder)
@@ -124,6 +136,11 @@ class MaskedAutoencoder(nn.Module):
         self.grid = tuple(int(g) for g in encoder.patch_embed.grid_size)
         self.n_patches = self.grid[0] * self.grid[1]
         self.norm_pix_loss = norm_pix_loss
+        self.target_kind, self.hog_cell, self.hog_bins = target, int(hog_cell), int(hog_bins)
+        self.visible_weight = float(visible_weight)
+        if target == "hog" and self.patch % self.hog_cell:
+            raise ModelError(f"the HOG cell ({self.hog_cell} px) must divide the encoder's patch ({self.patch} px)")
+        target_dims = hog_dims(self.patch, self.hog_cell, self.hog_bins) if target == "hog" else self.patch * self.patch * 3
         dim = int(encoder.embed_dim)
         with torch.no_grad():
             encoder.pos_embed.copy_(sincos_pos_embed(dim, self.grid))
@@ -135,7 +152,7 @@ class MaskedAutoencoder(nn.Module):
             Block(decoder_dim, decoder_heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=_layer_norm) for _ in range(decoder_depth)
         )
         self.decoder_norm = _layer_norm(decoder_dim)
-        self.decoder_pred = nn.Linear(decoder_dim, self.patch * self.patch * 3)
+        self.decoder_pred = nn.Linear(decoder_dim, target_dims)
         self._init_decoder()
 
     @staticmethod
@@ -183,7 +200,7 @@ class MaskedAutoencoder(nn.Module):
         return vit.norm(x)
 
     def decode(self, latent: Tensor, keep_idx: Tensor) -> Tensor:
-        """``(B, 1 + keep, D)`` -> predicted pixels of every patch ``(B, P, p * p * 3)``."""
+        """``(B, 1 + keep, D)`` -> the predicted target of every patch ``(B, P, target dims)``."""
         x = self.decoder_embed(latent)
         b, _, width = x.shape
         full = self.mask_token.to(x.dtype).expand(b, self.n_patches, width)
@@ -194,7 +211,9 @@ class MaskedAutoencoder(nn.Module):
         return self.decoder_pred(self.decoder_norm(x))[:, 1:]
 
     def target(self, images: Tensor) -> Tensor:
-        """The reconstruction target ``(B, P, p * p * 3)``: patches, normalised per patch with ``norm_pix_loss``."""
+        """The target ``(B, P, dims)``: pixels of every patch (normalised per patch with ``norm_pix_loss``) or their HOG."""
+        if self.target_kind == "hog":
+            return patch_hog(images, self.patch, cell=self.hog_cell, bins=self.hog_bins)
         target = patchify(images, self.patch)
         if self.norm_pix_loss:
             mean = target.mean(dim=-1, keepdim=True)
@@ -205,14 +224,16 @@ class MaskedAutoencoder(nn.Module):
     def forward(self, images: Tensor, keep_idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``images (B, 3, H, W)`` (normalised), ``keep_idx (B, keep)`` -> ``(loss, pred (B, P, p*p*3), mask (B, P))``.
 
-        ``mask`` is 1 for masked (reconstructed) patches; the loss is the mean squared error over them.
+        ``mask`` is 1 for masked (reconstructed) patches; the loss is the mean squared error over them,
+        plus over the visible ones at ``visible_weight``.
         """
         latent = self.encode_visible(images, keep_idx)
         pred = self.decode(latent, keep_idx)
         mask = torch.ones(images.shape[0], self.n_patches, device=images.device)
         mask.scatter_(1, keep_idx, 0.0)
         per_patch = (pred.float() - self.target(images.float())).pow(2).mean(dim=-1)
-        loss = (per_patch * mask).sum() / mask.sum()
+        weights = mask + self.visible_weight * (1.0 - mask)
+        loss = (per_patch * weights).sum() / weights.sum()
         return loss, pred, mask
 
 

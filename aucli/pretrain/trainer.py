@@ -91,7 +91,8 @@ def build_mae(config: PretrainConfig) -> MaskedAutoencoder:
         encoder = build_encoder(config.architecture, dict(config.overrides), config.img_size)
         return MaskedAutoencoder(
             encoder, decoder_dim=config.decoder_dim, decoder_depth=config.decoder_depth, decoder_heads=config.decoder_heads,
-            norm_pix_loss=config.norm_pix_loss,
+            norm_pix_loss=config.norm_pix_loss, target=config.target, hog_cell=config.hog_cell, hog_bins=config.hog_bins,
+            visible_weight=config.visible_weight,
         )  # fmt: skip
 
 
