@@ -164,8 +164,28 @@ def recipe_for(
     return Recipe.from_dict(data)
 
 
+def weights_tag(weights_path: str) -> str:
+    """``pretrained-<first 8 hex of the weight file's sha256>``: runs of another backbone file never resume these."""
+    from aucli.model.checkpoint import file_sha256
+
+    card = Path(weights_path).with_suffix(".json")
+    recorded = read_json_or_none(card)
+    sha = (recorded or {}).get("weights", {}).get("sha256") or file_sha256(weights_path)
+    return f"pretrained-{sha[:8]}"
+
+
+def read_json_or_none(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def run_folder(args: argparse.Namespace, store: Path, method: str, source: str, seed: int) -> Path:
-    """``runs/<store>/steps<S>-batch<B>[-cuda]/<method>-<source>/seed<seed>``: a GPU budget never mixes with the CPU check."""
+    """``runs/<store>/steps<S>-batch<B>[-cuda]/<method>-<source>/seed<seed>``: a GPU budget never mixes with the CPU check.
+
+    ``source``: ``random``, or :func:`weights_tag` of the pretrained backbone.
+    """
     budget = f"steps{args.steps}-batch{args.batch}" + ("" if args.device == "cpu" else f"-{args.device.split(':')[0]}")
     return args.work / "runs" / store.stem / budget / f"{method}-{source}" / f"seed{seed}"
 
@@ -178,7 +198,7 @@ def run_all(args: argparse.Namespace, store: Path, faces: int) -> dict[str, Any]
     for label, method, source in METHODS:
         per_seed = []
         for seed in args.seed_list:
-            folder = run_folder(args, store, method, source, seed)
+            folder = run_folder(args, store, method, "random" if source == "random" else weights_tag(weights_path), seed)
             recipe = recipe_for(args, method, source, weights_path, model_config, faces, seed)
             print(f"== {label}, seed {seed}: {folder}", file=sys.stderr, flush=True)
             started = time.perf_counter()
@@ -187,7 +207,7 @@ def run_all(args: argparse.Namespace, store: Path, faces: int) -> dict[str, Any]
                              "mean_auc": float(np.nanmean([f.test.mean_auc for f in run.folds]))})  # fmt: skip
             au_names = run.au_names
         results[label] = {"method": method, "backbone": source, "runs": per_seed}
-    return {"au_names": au_names, "methods": results, "weights": weights_path, "model_config": model_config}
+    return {"au_names": au_names, "methods": results, "weights": weights_path, "weights_tag": weights_tag(weights_path), "model_config": model_config}
 
 
 def summarise(figures: dict[str, Any]) -> dict[str, Any]:

@@ -208,9 +208,12 @@ def method_recipe(
     return Recipe.from_dict(merge_dicts(base.to_dict(), parse_overrides(overrides)))
 
 
-def run_folder(work: Path, store: Path, args: argparse.Namespace, method: str, seed: int, *, lr: float | None, fraction: float) -> Path:
-    """``runs/<store>/steps<S>-batch<B>/<method>-pretrained[-lr<lr>][-frac<f>]/seed<seed>`` (learnability.py's layout)."""
-    name = f"{method}-pretrained"
+def run_folder(
+    work: Path, store: Path, args: argparse.Namespace, method: str, seed: int, *, lr: float | None, fraction: float, weights: str
+) -> Path:
+    """``runs/<store>/steps<S>-batch<B>/<method>-pretrained-<sha8>[-lr<lr>][-frac<f>]/seed<seed>`` (learnability.py's layout;
+    ``<sha8>`` names the backbone file, :func:`learnability.weights_tag`)."""
+    name = f"{method}-{learnability.weights_tag(weights)}"
     if lr is not None and lr != recipe_lr():
         name += f"-lr{lr:g}"
     if fraction != 1.0:
@@ -329,7 +332,7 @@ def run_grid(
             for fraction in args.fraction_list:
                 for seed in args.seed_list:
                     recipe = method_recipe(args, method, weights_path, model_config, faces, seed, lr=lr, fraction=fraction)
-                    folder = run_folder(args.work, store, args, method, seed, lr=lr, fraction=fraction)
+                    folder = run_folder(args.work, store, args, method, seed, lr=lr, fraction=fraction, weights=weights_path)
                     print(f"== {method}, lr {recipe.optim.lr:g}, {fraction:.0%} of the training subjects, seed {seed}: {folder}",
                           file=sys.stderr, flush=True)  # fmt: skip
                     figures = runner(store, recipe, folder, threads=args.threads)

@@ -39,11 +39,17 @@ def test_every_method_gets_the_same_budget_and_the_default_is_learnabilitys_reci
     shared = bench.learnability.recipe_for(args, "linear", "pretrained", weights, model_config, 6000, 1)
     assert recipes["linear"].to_dict() == shared.to_dict()
     store = tmp_path / "store-x.h5"
-    assert bench.run_folder(tmp_path, store, args, "linear", 1, lr=None, fraction=1.0) == (
-        tmp_path / "runs" / "store-x" / "steps300-batch32" / "linear-pretrained" / "seed1"
+    tag = bench.learnability.weights_tag(weights)  # the backbone file's sha256, as learnability.py names its runs
+    assert tag == "pretrained-" + bench.learnability.read_json_or_none(Path(weights).with_suffix(".json"))["weights"]["sha256"][:8]
+    assert bench.run_folder(tmp_path, store, args, "linear", 1, lr=None, fraction=1.0, weights=weights) == (
+        tmp_path / "runs" / "store-x" / "steps300-batch32" / f"linear-{tag}" / "seed1"
     )
-    assert bench.run_folder(tmp_path, store, args, "linear", 1, lr=bench.recipe_lr(), fraction=1.0).name == "seed1"
-    assert bench.run_folder(tmp_path, store, args, "full", 0, lr=3e-3, fraction=0.1).parent.name == "full-pretrained-lr0.003-frac0.1"
+    assert bench.learnability.run_folder(
+        bench.learnability.parse_args(["--work", str(tmp_path)]), store, "linear", tag, 1
+    ) == bench.run_folder(tmp_path, store, args, "linear", 1, lr=bench.recipe_lr(), fraction=1.0, weights=weights)
+    assert bench.run_folder(tmp_path, store, args, "full", 0, lr=3e-3, fraction=0.1, weights=weights).parent.name == (
+        f"full-{tag}-lr0.003-frac0.1"
+    )
 
     small = bench.method_recipe(args, "full", weights, model_config, 6000, seed=0, lr=3e-3, fraction=0.1)
     assert (small.optim.lr, small.train.train_fraction, small.optim.max_steps) == (3e-3, 0.1, 300)
