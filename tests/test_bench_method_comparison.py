@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import subprocess
@@ -11,19 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bench_fixtures import load_bench_script
 from engine_fixtures import make_toy_store, toy_recipe
 
 from aucli.errors import UsageError
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "method_comparison.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("method_comparison", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("method_comparison")
 
 
 def test_every_method_gets_the_same_budget_and_the_default_is_learnabilitys_recipe(bench, tmp_path):

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "gpu_checks.py"
+from bench_fixtures import load_bench_script
 
 
 def load_module():
-    spec = importlib.util.spec_from_file_location("gpu_checks", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("gpu_checks")
 
 
 def write_work(work: Path) -> None:
