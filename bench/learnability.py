@@ -168,17 +168,7 @@ def weights_tag(weights_path: str) -> str:
     """``pretrained-<first 8 hex of the weight file's sha256>``: runs of another backbone file never resume these."""
     from aucli.model.checkpoint import file_sha256
 
-    card = Path(weights_path).with_suffix(".json")
-    recorded = read_json_or_none(card)
-    sha = (recorded or {}).get("weights", {}).get("sha256") or file_sha256(weights_path)
-    return f"pretrained-{sha[:8]}"
-
-
-def read_json_or_none(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return f"pretrained-{file_sha256(weights_path)[:8]}"
 
 
 def run_folder(args: argparse.Namespace, store: Path, method: str, source: str, seed: int) -> Path:
@@ -194,11 +184,12 @@ def run_all(args: argparse.Namespace, store: Path, faces: int) -> dict[str, Any]
     from aucli.engine import train
 
     weights_path, model_config = backbone(args.weights)
+    tag = weights_tag(weights_path)
     results: dict[str, Any] = {}
     for label, method, source in METHODS:
         per_seed = []
         for seed in args.seed_list:
-            folder = run_folder(args, store, method, "random" if source == "random" else weights_tag(weights_path), seed)
+            folder = run_folder(args, store, method, "random" if source == "random" else tag, seed)
             recipe = recipe_for(args, method, source, weights_path, model_config, faces, seed)
             print(f"== {label}, seed {seed}: {folder}", file=sys.stderr, flush=True)
             started = time.perf_counter()
@@ -207,7 +198,7 @@ def run_all(args: argparse.Namespace, store: Path, faces: int) -> dict[str, Any]
                              "mean_auc": float(np.nanmean([f.test.mean_auc for f in run.folds]))})  # fmt: skip
             au_names = run.au_names
         results[label] = {"method": method, "backbone": source, "runs": per_seed}
-    return {"au_names": au_names, "methods": results, "weights": weights_path, "weights_tag": weights_tag(weights_path), "model_config": model_config}
+    return {"au_names": au_names, "methods": results, "weights": weights_path, "weights_tag": tag, "model_config": model_config}
 
 
 def summarise(figures: dict[str, Any]) -> dict[str, Any]:

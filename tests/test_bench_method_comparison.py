@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def test_every_method_gets_the_same_budget_and_the_default_is_learnabilitys_reci
     assert recipes["linear"].to_dict() == shared.to_dict()
     store = tmp_path / "store-x.h5"
     tag = bench.learnability.weights_tag(weights)  # the backbone file's sha256, as learnability.py names its runs
-    assert tag == "pretrained-" + bench.learnability.read_json_or_none(Path(weights).with_suffix(".json"))["weights"]["sha256"][:8]
+    assert tag == "pretrained-" + json.loads(Path(weights).with_suffix(".json").read_text())["weights"]["sha256"][:8]
     assert bench.run_folder(tmp_path, store, args, "linear", 1, lr=None, fraction=1.0, weights=weights) == (
         tmp_path / "runs" / "store-x" / "steps300-batch32" / f"linear-{tag}" / "seed1"
     )

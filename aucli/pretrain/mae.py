@@ -222,7 +222,7 @@ class MaskedAutoencoder(nn.Module):
         return target
 
     def forward(self, images: Tensor, keep_idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``images (B, 3, H, W)`` (normalised), ``keep_idx (B, keep)`` -> ``(loss, pred (B, P, p*p*3), mask (B, P))``.
+        """``images (B, 3, H, W)`` (normalised), ``keep_idx (B, keep)`` -> ``(loss, pred (B, P, target dims), mask (B, P))``.
 
         ``mask`` is 1 for masked (reconstructed) patches; the loss is the mean squared error over them,
         plus over the visible ones at ``visible_weight``.
