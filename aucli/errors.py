@@ -38,3 +38,7 @@ class MediaError(AucliError):
 
 class LabelFormatError(AucliError):
     """A label file does not follow its declared format."""
+
+
+class TrainingDivergedError(AucliError):
+    """The training loss became NaN or infinite: the run stops before it saves broken weights."""

@@ -96,3 +96,37 @@ def test_resume_from_an_exception_inside_a_step(tmp_path, reference):
     assert resumed.folds[0].test.to_dict() == expected.folds[0].test.to_dict()
     assert resumed.folds[0].best_epoch == expected.folds[0].best_epoch
     assert resumed.folds[0].thresholds.tolist() == expected.folds[0].thresholds.tolist()
+
+
+def test_a_diverged_loss_stops_the_run_before_it_saves_broken_weights(tmp_path, runner, monkeypatch, reference):
+    """A NaN loss at step 3 of epoch 1 ends the run with one plain message; no state with NaN weights is written."""
+    import dataclasses
+
+    import aucli.engine.trainer as trainer_module
+
+    store, _, _ = reference
+    real_from_rates = trainer_module.AUFormerLoss.from_rates
+
+    def poisoned(*args, **kwargs):
+        criterion = real_from_rates(*args, **kwargs)
+        calls = {"n": 0}
+        real_forward = criterion.forward
+
+        def forward(logits, targets, expert_logits=None):
+            calls["n"] += 1
+            parts = real_forward(logits, targets, expert_logits)
+            if calls["n"] < 3:
+                return parts
+            return dataclasses.replace(parts, **{f.name: getattr(parts, f.name) * float("nan") for f in dataclasses.fields(parts)})
+
+        criterion.forward = forward
+        return criterion
+
+    monkeypatch.setattr(trainer_module.AUFormerLoss, "from_rates", poisoned)
+    out = tmp_path / "diverged"
+    settings = {**SETTINGS, "train.save_every": 0, "train.log_every": 100}
+    result = runner.invoke(cli, ["train", str(store), "--out", str(out), "--quiet", *toy_override_args(**settings)])
+    assert result.exit_code == 1
+    assert "Error: fold 1: the training loss became NaN or infinite by step" in result.output
+    assert "Train again with a lower learning rate (--lr)" in result.output and "Traceback" not in result.output
+    assert not list((out / "fold1").glob("state-*.safetensors"))

@@ -61,7 +61,7 @@ from aucli.engine.runs import (
     weights_from_state,
     write_metrics_csv,
 )
-from aucli.errors import StoreError, UsageError
+from aucli.errors import StoreError, TrainingDivergedError, UsageError
 from aucli.losses import AUFormerLoss, occurrence_rates
 from aucli.metrics import MetricReport, evaluate, fit_thresholds
 from aucli.protocols import FoldSplit, fold_split, protocol_partitions
@@ -392,7 +392,18 @@ def train_fold(
                         loss_count=loss_count, log_offset=log.offset())
         return json_safe(position)
 
+    def check_finite() -> None:
+        # loss_sum holds every step since the last evaluation, so one NaN step is caught here
+        # (a sync, done only where the loop logs, saves or evaluates anyway).
+        if not bool(torch.isfinite(loss_sum).all()):
+            raise TrainingDivergedError(
+                f"fold {fold}: the training loss became NaN or infinite by step {step} (peak lr {cfg_optim.lr:g}); "
+                f"the run stopped without saving the broken weights. Train again with a lower learning rate (--lr)"
+                + ("" if cfg_optim.grad_clip > 0 else " or with gradient clipping (optim.grad_clip)")
+            )
+
     def save_now() -> None:
+        check_finite()
         if writer:
             save_state(folder, step=step, position=snapshot(), weights=model.trainable_state_dict(), optimizer=optimizer)
 
@@ -426,6 +437,7 @@ def train_fold(
                 loss_count += 1
                 seen += images.shape[0] * ctx.world_size
                 if step % cfg_train.log_every == 0 or step == total_steps:
+                    check_finite()
                     elapsed = max(time.perf_counter() - tick, 1e-9)
                     sums = (loss_sum / max(loss_count, 1)).tolist()
                     log.write({"event": "train", "fold": fold, "epoch": epoch + 1, "step": step, "lr": lr,
@@ -442,6 +454,7 @@ def train_fold(
             epoch += 1
             batch_in_epoch = 0
             if epoch % cfg_train.eval_every == 0 or epoch >= n_epochs or step >= total_steps:
+                check_finite()
                 record = _evaluate_epoch(
                     model, eval_loaders, val_labels, test_labels, au_names=au_names, ctx=ctx, recipe=recipe,
                     mean=mean, std=std, position=position, epoch=epoch, step=step,
