@@ -100,6 +100,10 @@ def _objective(config: PretrainConfig) -> str:
     return f"{what}, {round(config.mask_ratio * 100)}% of patches masked, MSE on {where}"
 
 
+def _objective_short(objective: str) -> str:
+    return "masked HOG prediction" if objective.startswith("masked feature prediction") else "masked autoencoder"
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
@@ -118,7 +122,7 @@ def _probe_notes(probe: dict[str, Any] | None) -> list[str]:
     return [
         f"- AU linear probe (best mean AUC per row group): pretrained {100 * pretrained:.1f}, random init {100 * random_init:.1f}, "
         f"raw pixels {100 * pixels:.1f}. The frozen features are {verdict} a random-init encoder's for a linear readout; "
-        "MAE features are known to need adapting (which AUFormer's experts do), so the learnability check "
+        "masked-prediction features are known to need adapting (which AUFormer's experts do), so the learnability check "
         "(bench/learnability.py), not this probe, says whether the backbone helps.",
     ]
 
@@ -131,7 +135,7 @@ def card_markdown(card: dict[str, Any]) -> str:
     overrides = ", ".join(f"{k}: {v}" for k, v in card["overrides"].items())
     loss = pre["loss"]
     lines = [
-        f"# {name}: a ViT pretrained on synthetic faces (masked autoencoder)",
+        f"# {name}: a ViT pretrained on synthetic faces ({_objective_short(pre['objective'])})",
         "",
         "A small timm VisionTransformer pretrained by `aucli pretrain` on faces rendered by `aucli.synth`, without AU "
         "labels, as the backbone of AUFormer in the synthetic world (no pretrained ViT weights reach the machines aucli "
