@@ -125,7 +125,7 @@ def test_moved_or_changed_backbone_file(tmp_path: Path, backbone_file: Path) -> 
     save_checkpoint(tmp_path / "ck", trained(build_model(tiny_config(2), weights=str(moved))))
     original = moved.read_bytes()
     moved.write_bytes(original[:-4] + b"\x00\x00\x00\x00")
-    with pytest.raises(ModelError, match="differs from the one this checkpoint was trained with"):
+    with pytest.raises(ModelError, match=r"differs from the one this checkpoint was trained with \(sha256 mismatch\); pass the file it was trained with: --backbone-weights PATH"):
         load_checkpoint(tmp_path / "ck")
     moved.unlink()
     with pytest.raises(ModelError, match=r"backbone weights .*vit\.safetensors are not there; pass the file with backbone_weights="):

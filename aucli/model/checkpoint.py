@@ -225,7 +225,10 @@ def load_checkpoint(
             )
         recorded = meta.get("backbone_sha256")
         if backbone_weights is None and recorded and file_sha256(source) != recorded:
-            raise ModelError(f"the backbone weight file {source} differs from the one this checkpoint was trained with (sha256 mismatch)")
+            raise ModelError(
+                f"the backbone weight file {source} differs from the one this checkpoint was trained with (sha256 mismatch); "
+                "pass the file it was trained with: --backbone-weights PATH"
+            )
     model = build_model(cfg, weights=source, device=device)
     try:
         tensors = load_file(str(weights_path), device=str(torch.device(device)))
