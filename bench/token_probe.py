@@ -32,9 +32,13 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+for _path in (str(ROOT), str(BENCH)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+import learnability  # (the backbone card lookup of issue 4's check)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -56,19 +60,16 @@ def probe_recipe(store: Path, labels: str | None, weights: str, random_init: boo
     """recipes/synthetic.yaml on the backbone's card, with the label set's own AUs (the fold split of ``aucli train``)."""
     from aucli.config import Recipe, merge_dicts, parse_overrides, read_yaml
     from aucli.engine.data import resolve_label_set
-    from aucli.pretrain.weights import read_backbone_card, resolve_backbone_weights
     from aucli.store import CorpusStore
 
-    path = Path(resolve_backbone_weights(weights))
-    card_file = path.with_suffix(".json") if path.with_suffix(".json").is_file() else path.parent / "encoder.json"
-    model_config = read_backbone_card(card_file)["model_config"]
+    path, model_config = learnability.backbone(weights)
     with CorpusStore.open(store) as opened:
         label_set = resolve_label_set(opened, labels)
         au_names = opened.read_labels(label_set).au_names
     overrides = {
         "model.backbone": model_config["backbone"],
         "model.img_size": model_config["img_size"],
-        "model.backbone_weights": "random" if random_init else str(path),
+        "model.backbone_weights": "random" if random_init else path,
         "model.au_names": list(au_names),
         "data.labels": label_set,
         "train.protocol": "auto",
@@ -163,9 +164,9 @@ def train_head(tokens, labels: np.ndarray, train: np.ndarray, *, steps: int, see
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from aucli.engine.baselines import build_method_model
     from aucli.engine.data import AugmentedFaces, FaceTransform
     from aucli.engine.trainer import fold_indices, prepare_corpus
+    from aucli.model.backbone import create_backbone
 
     torch.set_num_threads(args.threads)
     blocks = sorted({int(b) for b in str(args.blocks).split(",") if b.strip()})
@@ -173,7 +174,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     corpus = prepare_corpus(args.store, recipe)
     split, train, validation, test = fold_indices(corpus, args.fold, recipe)
     train = np.unique(np.concatenate([train, validation]))  # the head has no thresholds or epochs to select
-    vit = build_method_model(recipe.model, recipe.baseline, "linear", weights=recipe.model.backbone_weights).backbone.eval()
+    vit = create_backbone(recipe.model, weights=recipe.model.backbone_weights).eval()
     depth = len(vit.blocks)
     if not blocks or blocks[0] < 0 or blocks[-1] > depth:
         raise SystemExit(f"--blocks must be between 0 and {depth} (this backbone has {depth} blocks)")

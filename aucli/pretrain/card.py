@@ -100,8 +100,8 @@ def _objective(config: PretrainConfig) -> str:
     return f"{what}, {round(config.mask_ratio * 100)}% of patches masked, MSE on {where}"
 
 
-def _objective_short(objective: str) -> str:
-    return "masked HOG prediction" if objective.startswith("masked feature prediction") else "masked autoencoder"
+def _objective_short(pretraining: dict[str, Any]) -> str:
+    return "masked HOG prediction" if pretraining.get("config", {}).get("target") == "hog" else "masked autoencoder"
 
 
 def _pct(value: float | None) -> str:
@@ -135,7 +135,7 @@ def card_markdown(card: dict[str, Any]) -> str:
     overrides = ", ".join(f"{k}: {v}" for k, v in card["overrides"].items())
     loss = pre["loss"]
     lines = [
-        f"# {name}: a ViT pretrained on synthetic faces ({_objective_short(pre['objective'])})",
+        f"# {name}: a ViT pretrained on synthetic faces ({_objective_short(pre)})",
         "",
         "A small timm VisionTransformer pretrained by `aucli pretrain` on faces rendered by `aucli.synth`, without AU "
         "labels, as the backbone of AUFormer in the synthetic world (no pretrained ViT weights reach the machines aucli "
