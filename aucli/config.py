@@ -32,6 +32,7 @@ from aucli.aus import BP4D_AUS, au_name, parse_au_list
 from aucli.errors import AucliError, UsageError
 
 __all__ = [
+    "HeadNorm",
     "HeadPool",
     "ExpertSupervision",
     "option",
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 HeadPool = Literal["cls", "mean", "both"]
+HeadNorm = Literal["none", "batch"]
 ExpertSupervision = Literal["last", "all", "none"]
 
 #: Keyword overrides that would put dropout or drop-path into the frozen backbone.
@@ -155,6 +157,9 @@ class ModelConfig(Section):
     )
     moke: MoKEConfig = option(default_factory=MoKEConfig, help="MoKE expert groups")
     head_pool: HeadPool = option("cls", "main head input: cls token, mean of patch tokens, or both concatenated")
+    head_norm: HeadNorm = option(
+        "none", "standardise the pooled main-head input per feature (batch: a BatchNorm without affine, MAE's linear-probe protocol)"
+    )
     head_hidden: int = option(0, "hidden width of the main head's MLP; 0: a single linear layer", min=0, max=65536)
     expert_pool: HeadPool = option("mean", "pooling of an expert's output for its AU's expert head")
     expert_supervision: ExpertSupervision = option("last", "which blocks' MLP experts get an AU head: last, all, none")

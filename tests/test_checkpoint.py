@@ -61,6 +61,24 @@ def test_round_trip_with_a_backbone_file(tmp_path: Path, backbone_file: Path, gi
     assert meta["thresholds"] == [0.3, 0.4, 0.5, 0.6, 0.7] and meta["training"] == {"epoch": 3, "val_f1": 0.61}
 
 
+def test_round_trip_keeps_the_standardised_heads_statistics(tmp_path: Path, backbone_file: Path) -> None:
+    model = trained(build_model(tiny_config(4, head_pool="mean", head_norm="batch"), weights=str(backbone_file)))
+    model.train()
+    with torch.no_grad():  # training batches move the head's running statistics away from (0, 1)
+        for seed in range(3):
+            model(torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 + 1)
+    model.eval()
+    assert not torch.allclose(model.head.norm.running_var, torch.ones_like(model.head.norm.running_var))
+    weights, _ = save_checkpoint(tmp_path / "ck", model, thresholds=[0.5] * 4)
+    assert {"head.norm.running_mean", "head.norm.running_var"} <= set(load_file(str(weights)))
+    loaded, meta = load_checkpoint(tmp_path / "ck")
+    assert meta["recipe"]["model"]["head_norm"] == "batch"
+    torch.testing.assert_close(loaded.head.norm.running_var, model.head.norm.running_var, atol=0, rtol=0)
+    images = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images).logits, model(images).logits, atol=0, rtol=0)
+
+
 def test_only_trainable_tensors_and_a_complete_json(tmp_path: Path, backbone_file: Path) -> None:
     model = trained(build_model(tiny_config(4), weights=str(backbone_file)))
     weights, meta_path = save_checkpoint(tmp_path / "ck", model, thresholds={"AU2": 0.2, "AU1": 0.1, "AU3": 0.3, "AU4": 0.4})

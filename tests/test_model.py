@@ -87,6 +87,28 @@ def test_same_output_in_train_and_eval_mode() -> None:
     torch.testing.assert_close(train_logits, eval_logits)
 
 
+def test_standardised_main_head() -> None:
+    """head_norm=batch: pooled features standardised by batch statistics in training, by the running ones
+    in eval mode and for a training batch of a single face."""
+    model = AUFormer(tiny_config(3, head_pool="mean", head_norm="batch"))
+    randomise_up_projections(model)
+    seen: list[torch.Tensor] = []
+    model.head.norm.register_forward_hook(lambda module, inputs, output: seen.append(output.detach()))
+    images = torch.randn(6, 3, 32, 32)
+    model.train()
+    with torch.no_grad():
+        model(images)
+    standardised = seen[-1]
+    torch.testing.assert_close(standardised.mean(0), torch.zeros(standardised.shape[1]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(standardised.var(0, unbiased=False), torch.ones(standardised.shape[1]), atol=1e-2, rtol=0)  # eps 1e-5 against small variances
+    assert int(model.head.norm.num_batches_tracked) == 1
+    with torch.no_grad():
+        single_train = model(images[:1]).logits
+        single_eval = model.eval()(images[:1]).logits
+    torch.testing.assert_close(single_train, single_eval)
+    assert int(model.head.norm.num_batches_tracked) == 1, "a batch of one must not update the running statistics"
+
+
 @pytest.mark.parametrize(
     ("name", "block"),
     [("vit_base_patch16_rpn_224", "ResPostBlock"), ("vit_base_patch16_xp_224", "ParallelScalingBlock")],

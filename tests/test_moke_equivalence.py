@@ -45,6 +45,7 @@ CASES = [
     pytest.param(1, dict(head_pool="cls", expert_pool="mean", expert_supervision="last"), id="N1-cls-last"),
     pytest.param(5, dict(head_pool="both", expert_pool="cls", expert_supervision="all", moke={"bottleneck": 4, "scale": 0.7}), id="N5-both-all"),
     pytest.param(12, dict(head_pool="mean", expert_pool="both", expert_supervision="last"), id="N12-mean-last"),
+    pytest.param(5, dict(head_pool="mean", head_norm="batch", expert_pool="mean", expert_supervision="last"), id="N5-mean-standardised"),
     pytest.param(5, dict(head_pool="mean", expert_pool="mean", expert_supervision="all", backbone_overrides={"class_token": False, "global_pool": "avg"}), id="N5-no-cls-token"),
     pytest.param(5, dict(head_pool="cls", expert_pool="cls", expert_supervision="none", backbone_overrides={"reg_tokens": 2}), id="N5-registers-none"),
 ]

@@ -102,7 +102,7 @@ class BaselineModel(nn.Module):
                 if method == "adaptformer"
                 else None
             )
-            self.head = MainHead(dim, len(self.au_names), cfg.head_pool, cfg.head_hidden)
+            self.head = MainHead(dim, len(self.au_names), cfg.head_pool, cfg.head_hidden, cfg.head_norm)
         self.to(reference.dtype)
         if self.grad_checkpointing and method != "adaptformer":
             backbone.set_grad_checkpointing(True)
@@ -127,7 +127,10 @@ class BaselineModel(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
-        return {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+        """The trainable tensors and the main head's running statistics, by name (what a checkpoint stores)."""
+        state = {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+        state.update({f"head.{name}": buffer.detach() for name, buffer in self.head.named_buffers()})
+        return state
 
     def parameter_summary(self) -> dict[str, Any]:
         backbone_trainable = {n for n, p in self.backbone.named_parameters() if p.requires_grad}

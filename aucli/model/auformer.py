@@ -91,7 +91,7 @@ class AUFormer(nn.Module):
             groups = dict(dim=dim, n_experts=n_aus, bottleneck=cfg.moke.bottleneck, dilations=cfg.moke.dilations, dtype=reference.dtype)
             self.attn_experts = nn.ModuleList(MoKEGroup(**groups) for _ in range(depth))
             self.mlp_experts = nn.ModuleList(MoKEGroup(**groups) for _ in range(depth))
-            self.head = MainHead(dim, n_aus, cfg.head_pool, cfg.head_hidden).to(reference.dtype)
+            self.head = MainHead(dim, n_aus, cfg.head_pool, cfg.head_hidden, cfg.head_norm).to(reference.dtype)
             self.supervised_blocks = supervised_block_indices(cfg.expert_supervision, depth)
             self.expert_heads = nn.ModuleDict(
                 {str(index): ExpertHeads(dim, n_aus, cfg.expert_pool).to(reference.dtype) for index in self.supervised_blocks}
@@ -130,8 +130,10 @@ class AUFormer(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
-        """Only the trainable tensors, by name (what a checkpoint stores)."""
-        return {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+        """The trainable tensors and the main head's running statistics, by name (what a checkpoint stores)."""
+        state = {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
+        state.update({f"head.{name}": buffer.detach() for name, buffer in self.head.named_buffers()})
+        return state
 
     def parameter_summary(self) -> dict[str, Any]:
         """Trainable and frozen parameter counts per component, totals and the trainable percentage."""

@@ -130,6 +130,7 @@ def _describe(model: Any, cfg: ModelConfig, *, kind: str, source: str | None) ->
         "au_names": list(cfg.au_names),
         "moke": cfg.moke.to_dict(),
         "head_pool": cfg.head_pool,
+        "head_norm": cfg.head_norm,
         "head_hidden": cfg.head_hidden,
         "expert_pool": cfg.expert_pool,
         "expert_supervision": cfg.expert_supervision,
@@ -167,7 +168,7 @@ def render_model_summary(summary: dict[str, Any]) -> None:
         about.add_row("MoKE", f"d = {moke['bottleneck']}, dilations {moke['dilations']}, scale s = {moke['scale']}")
         blocks = summary["supervised_blocks"]
         supervision = f"{summary['expert_supervision']} (block {', '.join(map(str, blocks))})" if blocks else "none"
-        about.add_row("heads", f"main: {summary['head_pool']} pooling" + (f", MLP {summary['head_hidden']}" if summary["head_hidden"] else ", linear")
+        about.add_row("heads", f"main: {summary['head_pool']} pooling" + (", standardised" if summary.get("head_norm") == "batch" else "") + (f", MLP {summary['head_hidden']}" if summary["head_hidden"] else ", linear")
                       + f"; experts: {summary['expert_pool']} pooling, supervision {supervision}")
     checkpoint = summary.get("checkpoint")
     if checkpoint:

@@ -14,9 +14,10 @@ from torch import Tensor, nn
 
 from aucli.nn.moke import MoKEGroup
 
-__all__ = ["Pool", "pool_tokens", "pooled_width", "MainHead", "ExpertHeads"]
+__all__ = ["Pool", "Norm", "FeatureStandardizer", "pool_tokens", "pooled_width", "MainHead", "ExpertHeads"]
 
 Pool = Literal["cls", "mean", "both"]
+Norm = Literal["none", "batch"]
 
 
 def pooled_width(pool: Pool) -> int:
@@ -41,6 +42,25 @@ def pool_tokens(tokens: Tensor, num_prefix_tokens: int, pool: Pool) -> Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-2)
 
 
+class FeatureStandardizer(nn.BatchNorm1d):
+    """Per-feature standardisation of pooled features, without affine parameters (BatchNorm1d).
+
+    The linear-probe protocol of MAE (He et al., 2022): frozen ViT features vary little between
+    images next to their per-channel offsets, so a linear head on raw features needs weights far
+    from its initialisation; standardised, it learns at ordinary rates. Batch statistics while
+    training, running statistics in eval mode, and also for a training batch of one face (where
+    batch statistics do not exist).
+    """
+
+    def __init__(self, features: int) -> None:
+        super().__init__(features, affine=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] < 2:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, training=False, eps=self.eps)
+        return super().forward(x)
+
+
 class MainHead(nn.Module):
     """Pooled final tokens -> N AU logits: one linear layer, or an MLP with one hidden layer.
 
@@ -49,12 +69,17 @@ class MainHead(nn.Module):
         n_aus: N.
         pool: ``cls``, ``mean`` or ``both`` (input width 2D).
         hidden: hidden width of the MLP; 0 for a single linear layer.
+        norm: ``batch`` standardises the pooled features first (:class:`FeatureStandardizer`);
+            ``none`` feeds them as they are.
     """
 
-    def __init__(self, dim: int, n_aus: int, pool: Pool = "cls", hidden: int = 0) -> None:
+    def __init__(self, dim: int, n_aus: int, pool: Pool = "cls", hidden: int = 0, norm: Norm = "none") -> None:
         super().__init__()
+        if norm not in ("none", "batch"):
+            raise ValueError(f"unknown head norm {norm!r}; expected none or batch")
         self.pool = pool
         in_features = dim * pooled_width(pool)
+        self.norm: nn.Module = FeatureStandardizer(in_features) if norm == "batch" else nn.Identity()
         if hidden > 0:
             self.mlp = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU(), nn.Linear(hidden, n_aus))
         else:
@@ -66,7 +91,7 @@ class MainHead(nn.Module):
 
     def forward(self, tokens: Tensor, num_prefix_tokens: int) -> Tensor:
         """``tokens (B, T, D)`` (after the backbone's final norm) -> logits ``(B, N)``."""
-        return self.mlp(pool_tokens(tokens, num_prefix_tokens, self.pool).flatten(1))
+        return self.mlp(self.norm(pool_tokens(tokens, num_prefix_tokens, self.pool).flatten(1)))
 
 
 class ExpertHeads(nn.Module):

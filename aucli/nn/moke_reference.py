@@ -157,7 +157,7 @@ class ReferenceAUFormer(nn.Module):
                 expert_logits.append(torch.cat([head(_pool(k_mlp[i], prefix, self.expert_pool)) for i, head in enumerate(heads)], dim=1))
             k_mlp_previous = k_mlp
         x = vit.fc_norm(vit.norm(x))
-        logits = model.head.mlp(_pool(x, prefix, self.head_pool))
+        logits = model.head.mlp(model.head.norm(_pool(x, prefix, self.head_pool)))
         return logits, (torch.stack(expert_logits, dim=1) if expert_logits else None)
 
     def grouped_gradients(self) -> dict[str, Tensor]:
