@@ -25,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 from aucli.config import BaselineConfig, ModelConfig
 from aucli.errors import ModelError
 from aucli.model import AUFormer, AUFormerOutput
+from aucli.model.auformer import checkpoint_tensors
 from aucli.model.backbone import check_backbone, create_backbone, freeze_backbone, resolve_backbone_source
 from aucli.nn import MainHead
 
@@ -127,10 +128,8 @@ class BaselineModel(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
-        """The trainable tensors and the main head's running statistics, by name (what a checkpoint stores)."""
-        state = {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
-        state.update({f"head.{name}": buffer.detach() for name, buffer in self.head.named_buffers()})
-        return state
+        """What a checkpoint stores: :func:`aucli.model.auformer.checkpoint_tensors`."""
+        return checkpoint_tensors(self)
 
     def parameter_summary(self) -> dict[str, Any]:
         backbone_trainable = {n for n, p in self.backbone.named_parameters() if p.requires_grad}

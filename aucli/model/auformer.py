@@ -32,7 +32,7 @@ from aucli.errors import ModelError
 from aucli.model.backbone import check_backbone, create_backbone, freeze_backbone, resolve_backbone_source
 from aucli.nn import ExpertHeads, MainHead, MoKEGroup
 
-__all__ = ["AUFormerOutput", "AUFormer", "build_model", "supervised_block_indices"]
+__all__ = ["AUFormerOutput", "AUFormer", "build_model", "checkpoint_tensors", "supervised_block_indices"]
 
 
 @dataclass
@@ -47,6 +47,14 @@ class AUFormerOutput:
 
     logits: Tensor
     expert_logits: Tensor | None
+
+
+def checkpoint_tensors(model: nn.Module) -> dict[str, Tensor]:
+    """The trainable tensors and the main head's running statistics (``model.head``), by name: what a
+    checkpoint of AUFormer or a baseline method stores."""
+    state = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+    state.update({f"head.{name}": buffer.detach() for name, buffer in model.head.named_buffers()})
+    return state
 
 
 def supervised_block_indices(mode: str, depth: int) -> tuple[int, ...]:
@@ -130,10 +138,8 @@ class AUFormer(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
-        """The trainable tensors and the main head's running statistics, by name (what a checkpoint stores)."""
-        state = {name: p.detach() for name, p in self.named_parameters() if p.requires_grad}
-        state.update({f"head.{name}": buffer.detach() for name, buffer in self.head.named_buffers()})
-        return state
+        """What a checkpoint stores: :func:`checkpoint_tensors`."""
+        return checkpoint_tensors(self)
 
     def parameter_summary(self) -> dict[str, Any]:
         """Trainable and frozen parameter counts per component, totals and the trainable percentage."""
