@@ -21,23 +21,33 @@ Run:
     python bench/learnability.py --quick         (end-to-end in minutes: 8 subjects, 1 seed, tiny budget;
                                                   its figures say nothing about learnability)
     python bench/learnability.py --json out.json (also write every figure as JSON)
-    python bench/learnability.py --device cuda --steps 3000 --loader-workers 8
-                                                 (the same check at a GPU budget; its runs are kept apart
-                                                  from the CPU check's, under steps3000-batch32-cuda)
+    python bench/learnability.py --device cuda --loader-workers 4
+                                                 (the same check, fp32 (TF32 matmuls) on a GPU; its runs are kept
+                                                  apart from the CPU check's, under steps300-batch32-cuda)
+    python bench/learnability.py --store-only --render-workers 14     (render and store the corpus, then stop)
+    python bench/learnability.py --methods random --seeds 1 &         (part of the grid per process: runs are
+    python bench/learnability.py --methods auformer --seeds 2 &        locked, so processes never train one twice)
+    python bench/learnability.py --report-only   (the table of the finished runs, training nothing)
 
 Corpora, stores and runs are kept under ``--work`` (default ``bench/out/learnability``); a rerun
-reuses them and resumes unfinished training runs, so the command can be stopped and run again.
+reuses them and resumes unfinished training runs, so the command can be stopped and run again. A
+run whose loss turns NaN (the trainer's guard) is recorded as diverged (``diverged.json`` in its
+folder), counted in the table and left out of its means; a rerun does not train it again (delete
+the file to retry).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -49,7 +59,9 @@ METHODS = (
     ("linear, synthface", "linear", "pretrained"),
     ("AUFormer, random", "auformer", "random"),
 )
+METHOD_KEYS = {"auformer": "AUFormer, synthface", "linear": "linear, synthface", "random": "AUFormer, random"}
 GOAL = 0.10
+DIVERGED_FILE = "diverged.json"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--every", type=int, default=5, help="store every N-th frame (consecutive frames are near copies)")
     parser.add_argument("--detector", choices=["centerface", "none"], default="centerface", help="face detector of the store")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds (comma-separated)")
+    parser.add_argument("--methods", default="auformer,linear,random",
+                        help="comma-separated subset of auformer (AUFormer, synthface), linear (linear, synthface), random (AUFormer, random)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=300, help="optimiser steps per fold (the fixed budget)")
     parser.add_argument("--batch", type=int, default=32, help="batch size")
     parser.add_argument(
@@ -79,13 +93,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the pretrained backbone: embedded:NAME, a registered name, or a file with its card beside it",
     )
     parser.add_argument(
-        "--device", default="cpu", help="train.device: cpu (the check's definition), or cuda for a larger --steps budget on a GPU"
+        "--device", default="cpu", help="train.device: cpu (the check's definition), or cuda (fp32 with TF32 matmuls unless --precision bf16)"
     )
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="on a GPU: fp32 (the CPU check's numerics; TF32 matmuls) or bf16 autocast (runs kept apart)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--loader-workers", type=int, default=1, help="DataLoader worker processes")
-    parser.add_argument("--render-workers", type=int, default=1, help="processes rendering the corpus")
+    parser.add_argument("--render-workers", type=int, default=1, help="processes rendering the corpus and detecting its faces")
+    parser.add_argument("--store-only", action="store_true", help="make the corpus and its store, then stop")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: the table of the finished runs (the others listed)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    keys = [k.strip() for k in args.methods.split(",") if k.strip()]
+    if not keys or any(k not in METHOD_KEYS for k in keys):
+        parser.error(f"--methods takes a subset of {','.join(METHOD_KEYS)} (found {args.methods!r})")
+    args.method_labels = [label for label, *_ in METHODS if label in {METHOD_KEYS[k] for k in keys}]
     if args.quick:
         args.subjects, args.tasks, args.frames, args.every, args.steps, args.batch = 8, 2, 60, 3, 30, 16
         if args.seeds == "0,1,2":
@@ -108,14 +130,24 @@ def backbone(weights: str) -> tuple[str, dict[str, Any]]:
 
 
 def make_store(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
-    """The corpus (rendered once) and its store (every N-th frame, label set synth_clean), reused when present."""
+    """The corpus (rendered once) and its store (every N-th frame, label set synth_clean), reused when present.
+
+    A finished store has ``<store>.done.json`` beside it (this function's figures): then neither the
+    corpus nor the store is opened, so any number of training processes can start at once and
+    only read the store.
+    """
+    from aucli.engine.runs import read_json
     from aucli.faces.pipeline import FaceOptions
+    from aucli.fileio import atomic_write_json
     from aucli.preprocess import run_preprocess
     from aucli.synth.corpus import CorpusConfig, make_corpus
 
     key = f"s{args.subjects}-t{args.tasks}-f{args.frames}"
     corpus = args.work / f"corpus-{key}"
     store = args.work / f"store-{key}-every{args.every}-{args.detector}.h5"
+    done = store.with_name(store.stem + ".done.json")
+    if done.is_file() and store.is_file():
+        return store, {**read_json(done), "reused": True}
     config = CorpusConfig(out=corpus, subjects=args.subjects, seed=0, tasks=tuple(f"T{i + 1}" for i in range(args.tasks)), frames=args.frames,
                           workers=args.render_workers)  # fmt: skip
     started = time.perf_counter()
@@ -125,11 +157,12 @@ def make_store(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     summary = run_preprocess(
         [str(p) for p in manifest.media_paths()], store, face_options=FaceOptions(detector=args.detector, every=args.every),
         labels=[str(p) for p in manifest.label_paths(clean=True)], label_format="bp4d", label_set_name="synth_clean",
-        label_aus=manifest.aus, show_progress=True,
+        label_aus=manifest.aus, workers=args.render_workers, show_progress=True,
     )  # fmt: skip
     info.update(
         store_seconds=round(time.perf_counter() - started, 1), faces=int(summary.store_faces), problems=len(summary.problems)
     )
+    atomic_write_json(done, info)  # (its problems are warnings, e.g. labelled frames that --every skips)
     return store, info
 
 
@@ -156,6 +189,7 @@ def recipe_for(
         "train.protocol": "auto",
         "train.seed": seed,
         "train.device": getattr(args, "device", "cpu"),
+        **({} if getattr(args, "device", "cpu") == "cpu" else {"train.precision": getattr(args, "precision", "fp32")}),
         "train.eval_every": 100000,
         "train.select_by": "last",
     }
@@ -172,44 +206,172 @@ def weights_tag(weights_path: str) -> str:
 
 
 def run_folder(args: argparse.Namespace, store: Path, method: str, source: str, seed: int) -> Path:
-    """``runs/<store>/steps<S>-batch<B>[-cuda]/<method>-<source>/seed<seed>``: a GPU budget never mixes with the CPU check.
+    """``runs/<store>/<budget_name>/<method>-<source>/seed<seed>``: GPU runs never mix with the CPU check's.
 
     ``source``: ``random``, or :func:`weights_tag` of the pretrained backbone.
     """
-    budget = f"steps{args.steps}-batch{args.batch}" + ("" if args.device == "cpu" else f"-{args.device.split(':')[0]}")
-    return args.work / "runs" / store.stem / budget / f"{method}-{source}" / f"seed{seed}"
+    return args.work / "runs" / store.stem / budget_name(args) / f"{method}-{source}" / f"seed{seed}"
+
+
+def budget_name(args: argparse.Namespace) -> str:
+    """``steps<S>-batch<B>``, then ``-cuda`` on a GPU and ``-bf16`` for bf16 autocast there."""
+    device = getattr(args, "device", "cpu")
+    name = f"steps{args.steps}-batch{args.batch}"
+    if device != "cpu":
+        name += f"-{device.split(':')[0]}" + ("-bf16" if getattr(args, "precision", "fp32") == "bf16" else "")
+    return name
+
+
+# ------------------------------------------------------------------------------------ one run
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold ``<folder>.lock`` (this process' id) while training ``folder``; a lock of a dead process is taken over."""
+    from aucli.errors import UsageError
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    lock = folder.with_name(folder.name + ".lock")
+    for _ in range(2):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            text = lock.read_text(encoding="utf-8").strip()
+            pid = int(text) if text.isdigit() else 0
+            if pid and _pid_alive(pid):
+                raise UsageError(f"process {pid} is training {folder} ({lock} exists); wait for it, or run other --methods/--seeds") from None
+            lock.unlink(missing_ok=True)
+    else:
+        raise UsageError(f"could not take the lock {lock}; remove it if no process is training {folder}")
+    try:
+        os.write(handle, str(os.getpid()).encode())
+    finally:
+        os.close(handle)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+class RunOutcome(NamedTuple):
+    """One run of all folds: ``done`` (``run`` holds its results), ``diverged`` or ``missing`` (``reason`` says why)."""
+
+    status: str
+    run: Any = None
+    reason: str = ""
+
+
+def finished_run(folder: Path, recipe: Any) -> RunOutcome:
+    """The run in ``folder`` from its files alone (no store, no training): done when every fold has its result."""
+    import yaml
+
+    from aucli.engine.runs import read_json
+    from aucli.engine.trainer import FoldResult, TrainResult, _recipe_differences
+
+    diverged = folder / DIVERGED_FILE
+    if diverged.is_file():
+        return RunOutcome("diverged", reason=read_json(diverged).get("error", "diverged"))
+    if not (folder / "run.json").is_file() or not (folder / "recipe.yaml").is_file():
+        return RunOutcome("missing", reason="not started")
+    saved = yaml.safe_load((folder / "recipe.yaml").read_text(encoding="utf-8")) or {}
+    differences = _recipe_differences(saved, recipe.to_dict())
+    if differences:
+        return RunOutcome("missing", reason="made with another recipe: " + "; ".join(differences[:3]))
+    folds = read_json(folder / "run.json")["folds"]
+    unfinished = [f for f in folds if not (folder / f"fold{f}" / "result.json").is_file()]
+    if unfinished:
+        return RunOutcome("missing", reason=f"fold(s) {', '.join(map(str, unfinished))} unfinished")
+    results = [FoldResult.from_dict(read_json(folder / f"fold{f}" / "result.json"), folder / f"fold{f}") for f in folds]
+    return RunOutcome("done", TrainResult(folder, recipe, list(recipe.model.au_names), recipe.data.labels, results))
+
+
+def train_or_report(
+    store: Path,
+    recipe: Any,
+    folder: Path,
+    *,
+    report_only: bool = False,
+    show_progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> RunOutcome:
+    """Train (or resume) the run in ``folder`` under its lock, or only read it back with ``report_only``.
+
+    A run that diverges (:class:`aucli.errors.TrainingDivergedError`) is recorded in
+    ``diverged.json`` and not trained again.
+    """
+    from aucli.engine import train
+    from aucli.errors import TrainingDivergedError
+    from aucli.fileio import atomic_write_json
+
+    known = finished_run(folder, recipe)
+    if report_only or known.status != "missing":
+        return known
+    with run_lock(folder):
+        try:
+            run = train(store, recipe, out=folder, resume=True, show_progress=show_progress, on_step=on_step)
+        except TrainingDivergedError as error:
+            folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(folder / DIVERGED_FILE, {"error": str(error), "recipe_lr": recipe.optim.lr, "seed": recipe.train.seed})
+            print(f"   diverged: {error}", file=sys.stderr, flush=True)
+            return RunOutcome("diverged", reason=str(error))
+    return RunOutcome("done", run)
 
 
 def run_all(args: argparse.Namespace, store: Path, faces: int) -> dict[str, Any]:
-    from aucli.engine import train
-
     weights_path, model_config = backbone(args.weights)
     tag = weights_tag(weights_path)
     results: dict[str, Any] = {}
     for label, method, source in METHODS:
+        if label not in args.method_labels:
+            continue
         per_seed = []
         for seed in args.seed_list:
             folder = run_folder(args, store, method, "random" if source == "random" else tag, seed)
             recipe = recipe_for(args, method, source, weights_path, model_config, faces, seed)
             print(f"== {label}, seed {seed}: {folder}", file=sys.stderr, flush=True)
             started = time.perf_counter()
-            run = train(store, recipe, out=folder, resume=True, show_progress=True)
-            per_seed.append({"seed": seed, "f1": run.f1_matrix().tolist(), "mean_f1": run.mean_f1(), "seconds": round(time.perf_counter() - started, 1),
-                             "mean_auc": float(np.nanmean([f.test.mean_auc for f in run.folds]))})  # fmt: skip
-            au_names = run.au_names
+            outcome = train_or_report(store, recipe, folder, report_only=args.report_only)
+            entry: dict[str, Any] = {"seed": seed, "status": outcome.status, "reason": outcome.reason, "folder": str(folder)}
+            if outcome.status == "done":
+                run = outcome.run
+                entry.update(f1=run.f1_matrix().tolist(), mean_f1=run.mean_f1(), seconds=round(time.perf_counter() - started, 1),
+                             wall_s=float(sum(f.wall_time_s for f in run.folds)),
+                             mean_auc=float(np.nanmean([f.test.mean_auc for f in run.folds])))  # fmt: skip
+            per_seed.append(entry)
         results[label] = {"method": method, "backbone": source, "runs": per_seed}
-    return {"au_names": au_names, "methods": results, "weights": weights_path, "weights_tag": tag, "model_config": model_config}
+    return {"au_names": list(recipe.model.au_names), "methods": results, "weights": weights_path, "weights_tag": tag,
+            "model_config": model_config}  # fmt: skip
 
 
 def summarise(figures: dict[str, Any]) -> dict[str, Any]:
-    """Per method: per-AU F1 (mean, std over seeds of the fold means) and mean F1 (mean, std over seeds)."""
+    """Per method, over its finished runs: per-AU F1 (mean, std over seeds of the fold means) and mean F1 (mean, std over seeds).
+
+    Diverged and missing runs are counted, never averaged in.
+    """
+    n_aus = len(figures["au_names"])
     out = {}
     for label, entry in figures["methods"].items():
-        per_au = np.stack([np.nanmean(np.asarray(r["f1"], dtype=float), axis=0) for r in entry["runs"]])  # (seeds, aus)
-        means = np.asarray([r["mean_f1"] for r in entry["runs"]])
+        done = [r for r in entry["runs"] if r["status"] == "done"]
+        counts = {status: sum(r["status"] == status for r in entry["runs"]) for status in ("done", "diverged", "missing")}
+        if not done:
+            out[label] = {"f1_mean": [float("nan")] * n_aus, "f1_std": [float("nan")] * n_aus, "mean_f1": float("nan"),
+                          "mean_f1_std": float("nan"), "mean_auc": float("nan"), "wall_s": 0.0, **counts}  # fmt: skip
+            continue
+        per_au = np.stack([np.nanmean(np.asarray(r["f1"], dtype=float), axis=0) for r in done])  # (seeds, aus)
+        means = np.asarray([r["mean_f1"] for r in done])
         out[label] = {"f1_mean": np.nanmean(per_au, axis=0).tolist(), "f1_std": np.nanstd(per_au, axis=0).tolist(),
                       "mean_f1": float(np.mean(means)), "mean_f1_std": float(np.std(means)),
-                      "mean_auc": float(np.mean([r["mean_auc"] for r in entry["runs"]])), "seconds": float(sum(r["seconds"] for r in entry["runs"]))}  # fmt: skip
+                      "mean_auc": float(np.mean([r["mean_auc"] for r in done])), "wall_s": float(sum(r["wall_s"] for r in done)),
+                      **counts}  # fmt: skip
     return out
 
 
@@ -222,7 +384,8 @@ def print_table(figures: dict[str, Any], summary: dict[str, Any], args: argparse
     title = "Learnability check (issue 4): test F1 % per AU, 3-fold subject-independent" + (
         " [QUICK: pipeline check only]" if args.quick else ""
     )
-    caption = (f"mean ± std over {seeds} seed(s) of the 3-fold mean; {args.steps} steps x {args.batch} faces per fold on {args.device}; "
+    device = args.device if args.device == "cpu" else f"{args.device} ({args.precision})"
+    caption = (f"mean ± std over {seeds} seed(s) of the 3-fold mean; {args.steps} steps x {args.batch} faces per fold on {device}; "
                f"{args.subjects} subjects, {args.tasks} tasks x {args.frames} frames, 1 frame in {args.every} stored")  # fmt: skip
     table = Table(title=title, caption=caption)
     table.add_column("AU")
@@ -236,13 +399,24 @@ def print_table(figures: dict[str, Any], summary: dict[str, Any], args: argparse
         table.add_row(au, *[cell(s["f1_mean"][i], s["f1_std"][i]) for s in summary.values()])
     table.add_section()
     table.add_row("mean F1", *[cell(s["mean_f1"], s["mean_f1_std"]) for s in summary.values()], style="bold")
-    table.add_row("mean AUC", *[f"{100 * s['mean_auc']:.1f}" for s in summary.values()])
-    table.add_row("train+eval time", *[f"{s['seconds'] / 60:.1f} min" for s in summary.values()])
+    table.add_row("mean AUC", *[f"{100 * s['mean_auc']:.1f}" if np.isfinite(s["mean_auc"]) else "-" for s in summary.values()])
+    table.add_row("seeds done", *[f"{s['done']}/{seeds}" for s in summary.values()])
+    if any(s["diverged"] or s["missing"] for s in summary.values()):
+        table.add_row("diverged / missing", *[f"{s['diverged']} / {s['missing']}" for s in summary.values()])
+    table.add_row("train+eval time", *[f"{s['wall_s'] / 60:.1f} min" for s in summary.values()])
     console.print(table)
-    ours = summary["AUFormer, synthface"]["mean_f1"]
-    gap = ours - max(summary["linear, synthface"]["mean_f1"], summary["AUFormer, random"]["mean_f1"])
-    verdict = "no verdict: --quick checks the pipeline only" if args.quick else "met" if gap >= GOAL else "NOT met"
-    console.print(f"AUFormer on synthface leads the better of the others by {gap:+.3f} mean F1 (goal +{GOAL:.2f}: {verdict}).")
+    for label, entry in figures["methods"].items():
+        for r in entry["runs"]:
+            if r["status"] != "done":
+                console.print(f"{label}, seed {r['seed']}: {r['status']} ({r['reason']})", highlight=False)
+    ours = summary.get("AUFormer, synthface", {}).get("mean_f1", float("nan"))
+    others = [summary[k]["mean_f1"] for k in ("linear, synthface", "AUFormer, random") if k in summary]
+    if np.isfinite(ours) and others and all(np.isfinite(others)):
+        gap = ours - max(others)
+        complete = all(s["done"] == seeds for s in summary.values()) and len(summary) == len(METHODS)
+        verdict = ("no verdict: --quick checks the pipeline only" if args.quick else "no verdict: runs are missing or diverged" if not complete
+                   else "met" if gap >= GOAL else "NOT met")  # fmt: skip
+        console.print(f"AUFormer on synthface leads the better of the others by {gap:+.3f} mean F1 (goal +{GOAL:.2f}: {verdict}).")
     console.print(f"Command: {command}")
 
 
@@ -257,6 +431,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     store, data = make_store(args)
+    if args.store_only:
+        print(json.dumps(data), flush=True)
+        return
     figures = run_all(args, store, data["faces"])
     summary = summarise(figures)
     print_table(figures, summary, args, command)

@@ -65,12 +65,10 @@ import argparse
 import itertools
 import json
 import math
-import os
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +112,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--every", type=int, default=5, help="store every N-th frame")
     parser.add_argument("--detector", choices=["centerface", "none"], default="centerface", help="face detector of the stores")
     parser.add_argument("--weights", default="embedded:synthface", help="the pretrained backbone (embedded:NAME, a registered name, or a file)")
+    parser.add_argument("--device", default="cpu", help="train.device: cpu (the check's definition), or cuda (runs kept apart, as learnability.py's)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="on a GPU: fp32 (TF32 matmuls; the CPU check's numerics) or bf16")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--loader-workers", type=int, default=1, help="DataLoader worker processes")
-    parser.add_argument("--render-workers", type=int, default=1, help="processes rendering a corpus")
+    parser.add_argument("--render-workers", type=int, default=1, help="processes rendering a corpus and detecting its faces")
+    parser.add_argument("--store-only", action="store_true", help="make the corpus and its store, then stop")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: the tables of the finished runs (the others listed)")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -211,53 +213,17 @@ def method_recipe(
 def run_folder(
     work: Path, store: Path, args: argparse.Namespace, method: str, seed: int, *, lr: float | None, fraction: float, weights: str
 ) -> Path:
-    """``runs/<store>/steps<S>-batch<B>/<method>-pretrained-<sha8>[-lr<lr>][-frac<f>]/seed<seed>`` (learnability.py's layout;
+    """``runs/<store>/steps<S>-batch<B>[-cuda]/<method>-pretrained-<sha8>[-lr<lr>][-frac<f>]/seed<seed>`` (learnability.py's layout;
     ``<sha8>`` names the backbone file, :func:`learnability.weights_tag`)."""
     name = f"{method}-{learnability.weights_tag(weights)}"
     if lr is not None and lr != recipe_lr():
         name += f"-lr{lr:g}"
     if fraction != 1.0:
         name += f"-frac{fraction:g}"
-    return work / "runs" / store.stem / f"steps{args.steps}-batch{args.batch}" / name / f"seed{seed}"
+    return work / "runs" / store.stem / learnability.budget_name(args) / name / f"seed{seed}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextmanager
-def run_lock(folder: Path) -> Iterator[None]:
-    """Hold ``<folder>.lock`` (this process' id) while training ``folder``; a lock of a dead process is taken over."""
-    from aucli.errors import UsageError
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    lock = folder.with_name(folder.name + ".lock")
-    for _ in range(2):
-        try:
-            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            text = lock.read_text(encoding="utf-8").strip()
-            pid = int(text) if text.isdigit() else 0
-            if pid and _pid_alive(pid):
-                raise UsageError(f"process {pid} is training {folder} ({lock} exists); wait for it, or run other --methods/--seeds") from None
-            lock.unlink(missing_ok=True)
-    else:
-        raise UsageError(f"could not take the lock {lock}; remove it if no process is training {folder}")
-    try:
-        os.write(handle, str(os.getpid()).encode())
-    finally:
-        os.close(handle)
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
+run_lock = learnability.run_lock  # (one lock for both scripts: they share run folders)
 
 
 def step_timing(marks: Sequence[tuple[int, float]]) -> dict[str, Any] | None:
@@ -290,18 +256,22 @@ def merge_timing(folder: Path, timing: dict[str, Any] | None, threads: int) -> d
     return timing
 
 
-def run_one(store: Path, recipe: Any, folder: Path, *, threads: int, show_progress: bool = True) -> dict[str, Any]:
-    """Train (or reuse, or resume) one run of all folds and return its figures (see :func:`aggregate`)."""
-    from aucli.engine import train
+def run_one(store: Path, recipe: Any, folder: Path, *, threads: int, show_progress: bool = True, report_only: bool = False) -> dict[str, Any]:
+    """Train (or reuse, or resume) one run of all folds and return its figures (see :func:`aggregate`).
 
+    ``status`` is ``done``, ``diverged`` (recorded, not retrained) or ``missing`` (``report_only`` and unfinished).
+    """
     marks: list[tuple[int, float]] = []
-    with run_lock(folder):
-        run = train(store, recipe, out=folder, resume=True, show_progress=show_progress,
-                    on_step=lambda step: marks.append((step, time.perf_counter())))  # fmt: skip
-        timing = merge_timing(folder, step_timing(marks), threads)
+    outcome = learnability.train_or_report(store, recipe, folder, report_only=report_only, show_progress=show_progress,
+                                           on_step=lambda step: marks.append((step, time.perf_counter())))  # fmt: skip
+    timing = merge_timing(folder, step_timing(marks), threads) if outcome.status == "done" else None
+    if outcome.status != "done":
+        return {"folder": str(folder), "status": outcome.status, "reason": outcome.reason, "steps_this_run": len(marks)}
+    run = outcome.run
     folds = run.folds
     return {
         "folder": str(folder),
+        "status": "done",
         "au_names": run.au_names,
         "f1": run.f1_matrix().tolist(),
         "mean_f1": run.mean_f1(),
@@ -335,7 +305,7 @@ def run_grid(
                     folder = run_folder(args.work, store, args, method, seed, lr=lr, fraction=fraction, weights=weights_path)
                     print(f"== {method}, lr {recipe.optim.lr:g}, {fraction:.0%} of the training subjects, seed {seed}: {folder}",
                           file=sys.stderr, flush=True)  # fmt: skip
-                    figures = runner(store, recipe, folder, threads=args.threads)
+                    figures = runner(store, recipe, folder, threads=args.threads, report_only=args.report_only)
                     runs.append({"method": method, "lr": float(lr if lr is not None else base_lr), "fraction": fraction, "seed": seed, **figures})
     return runs
 
@@ -391,8 +361,14 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         key = (run["method"], run["lr"], run["fraction"])
         if key not in keys:
             keys.append(key)
-    groups = [{"method": m, "lr": lr, "fraction": f, **aggregate([r for r in runs if (r["method"], r["lr"], r["fraction"]) == (m, lr, f)])}
-              for m, lr, f in keys]  # fmt: skip
+    groups = []
+    for m, lr, f in keys:
+        members = [r for r in runs if (r["method"], r["lr"], r["fraction"]) == (m, lr, f)]
+        done = [r for r in members if r.get("status", "done") == "done"]
+        if done:  # a group with no finished run has no figures; main() lists its runs
+            groups.append({"method": m, "lr": lr, "fraction": f, **aggregate(done),
+                           "diverged": sum(r.get("status") == "diverged" for r in members),
+                           "missing": sum(r.get("status") == "missing" for r in members)})  # fmt: skip
     chosen: dict[str, dict[str, float]] = {}
     for method, fraction in dict.fromkeys((g["method"], g["fraction"]) for g in groups):
         candidates = [g for g in groups if (g["method"], g["fraction"]) == (method, fraction)]
@@ -466,6 +442,9 @@ def methods_table(summary: dict[str, Any], au_names: Sequence[str], args: argpar
     table.add_row("mean F1", *[_cell(g["mean_f1"], g["mean_f1_std"]) for g in groups], style="bold")
     table.add_row("mean AUC", *[f"{100 * g['mean_auc']:.1f}" if np.isfinite(g["mean_auc"]) else "-" for g in groups])
     table.add_row("lr", *[f"{g['lr']:g}" for g in groups])
+    table.add_row("seeds done", *[f"{len(g['seeds'])}/{len(args.seed_list)}" for g in groups])
+    if any(g.get("diverged") for g in groups):
+        table.add_row("diverged", *[str(g.get("diverged", 0)) for g in groups])
     table.add_row("trainable", *[_count(g["trainable"]) for g in groups])
     table.add_row("trainable %", *[f"{100 * g['trainable'] / g['total_parameters']:.1f}" for g in groups])
     table.add_row("min / seed", *[f"{g['wall_s_per_seed'] / 60:.1f}" for g in groups])
@@ -533,7 +512,8 @@ def print_report(figures: dict[str, Any], args: argparse.Namespace, command: str
     if estimate:
         defaults = parse_args(["--data-efficiency"] if args.data_efficiency else [])
         parts = ", ".join(f"{m} {h:.1f} h" for m, h in estimate.items())
-        console.print(f"At the step times measured here ({args.threads} thread(s), batch {args.batch}), the default grid "
+        where = f"{args.threads} thread(s)" if args.device == "cpu" else f"{args.device}, {args.precision}"
+        console.print(f"At the step times measured here ({where}, batch {args.batch}), the default grid "
                       f"({defaults.steps} steps x 3 folds x {len(defaults.seed_list)} seeds x {len(defaults.fraction_list)} fraction(s) "
                       f"per method, batch {defaults.batch}) needs in training steps alone: {parts}; total {sum(estimate.values()):.1f} h.")  # fmt: skip
     console.print(f"Command: {command}")
@@ -551,12 +531,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.work.mkdir(parents=True, exist_ok=True)
     corpus = corpus_args(args)
     store, data = learnability.make_store(corpus)
+    if args.store_only:
+        print(json.dumps(data), flush=True)
+        return {"data": data}
     runs = run_grid(corpus, store, data["faces"])
+    for run in runs:
+        if run["status"] != "done":
+            print(f"{run['method']}, lr {run['lr']:g}, {run['fraction']:.0%}, seed {run['seed']}: {run['status']} ({run['reason']})",
+                  file=sys.stderr, flush=True)  # fmt: skip
     summary = summarise(runs)
     defaults = parse_args(["--data-efficiency"] if args.data_efficiency else [])
     figures: dict[str, Any] = {
         "command": command, "quick": args.quick, "mode": "data_efficiency" if args.data_efficiency else "methods", "data": data,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "work")}, "au_names": runs[0]["au_names"],
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "work")}, "au_names": next((r["au_names"] for r in runs if r["status"] == "done"), []),
         "runs": runs, "summary": summary, "verdict": None if args.data_efficiency else verdict(summary),
         "cpu_estimate_h": cpu_estimate(summary, defaults, defaults.method_list, len(defaults.fraction_list)),
     }  # fmt: skip

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 from bench_fixtures import load_bench_script
+from engine_fixtures import make_toy_store, toy_recipe
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +31,80 @@ def test_the_check_trains_on_the_cpu_unless_told_and_keeps_gpu_runs_apart(bench,
     recipe = bench.recipe_for(gpu, "auformer", "random", weights, model_config, 6000, 0)
     assert (recipe.train.device, recipe.optim.max_steps, recipe.model.backbone_weights) == ("cuda:0", 3000, "random")
     assert bench.run_folder(gpu, store, "auformer", "random", 0).parent.parent.name == "steps3000-batch32-cuda"
+
+
+def test_methods_and_precision_select_part_of_the_grid_and_name_the_runs(bench, tmp_path):
+    args = bench.parse_args(["--methods", "random,auformer", "--seeds", "1"])
+    assert args.method_labels == ["AUFormer, synthface", "AUFormer, random"] and args.seed_list == [1]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--methods", "auformer,lora"])
+    assert bench.budget_name(bench.parse_args([])) == "steps300-batch32"
+    assert bench.budget_name(bench.parse_args(["--device", "cuda"])) == "steps300-batch32-cuda"
+    bf16 = bench.parse_args(["--device", "cuda", "--precision", "bf16"])
+    assert bench.budget_name(bf16) == "steps300-batch32-cuda-bf16"
+    weights, model_config = bench.backbone("embedded:synthface")
+    assert bench.recipe_for(bf16, "linear", "pretrained", weights, model_config, 6000, 0).train.precision == "bf16"
+    # on the CPU the recipe keeps its own precision (auto), so the CPU check's runs keep resuming
+    cpu = bench.recipe_for(bench.parse_args([]), "linear", "pretrained", weights, model_config, 6000, 0)
+    assert cpu.train.precision == "auto"
+
+
+def test_a_run_is_trained_once_read_back_without_training_and_a_diverged_run_is_recorded(bench, tmp_path, monkeypatch):
+    import aucli.engine
+    from aucli.errors import TrainingDivergedError
+
+    store = make_toy_store(tmp_path / "toy.h5", subjects=6, frames=6)
+    recipe = toy_recipe(**{"optim.epochs": 1, "optim.max_steps": 2, "data.batch_size": 4, "train.method": "linear", "train.fold": "all"})
+    folder = tmp_path / "runs" / "linear" / "seed0"
+
+    missing = bench.train_or_report(store, recipe, folder, report_only=True)
+    assert missing.status == "missing" and missing.reason == "not started" and not folder.exists()
+
+    done = bench.train_or_report(store, recipe, folder, show_progress=False)
+    assert done.status == "done" and len(done.run.folds) == 3
+    read_back = bench.finished_run(folder, recipe)  # from the files alone
+    assert read_back.status == "done"
+    assert np.array_equal(read_back.run.f1_matrix(), done.run.f1_matrix(), equal_nan=True)
+    assert read_back.run.mean_f1() == pytest.approx(done.run.mean_f1(), nan_ok=True)
+    other = toy_recipe(**{"optim.epochs": 1, "optim.max_steps": 3, "data.batch_size": 4, "train.method": "linear", "train.fold": "all"})
+    assert bench.finished_run(folder, other).status == "missing" and "another recipe" in bench.finished_run(folder, other).reason
+
+    calls = []
+
+    def diverging_train(*args, **kwargs):
+        calls.append(kwargs["out"])
+        raise TrainingDivergedError("the training loss is nan at step 7")
+
+    monkeypatch.setattr(aucli.engine, "train", diverging_train)
+    second = tmp_path / "runs" / "linear" / "seed1"
+    outcome = bench.train_or_report(store, recipe, second, show_progress=False)
+    assert outcome.status == "diverged" and "nan at step 7" in outcome.reason and calls == [second]
+    assert json.loads((second / bench.DIVERGED_FILE).read_text())["error"] == "the training loss is nan at step 7"
+    assert not second.with_name("seed1.lock").exists()
+    again = bench.train_or_report(store, recipe, second, show_progress=False)  # recorded: not trained again
+    assert again.status == "diverged" and calls == [second]
+
+
+def test_the_summary_and_table_count_diverged_and_missing_runs_and_average_only_finished_ones(bench, capsys):
+    def run(seed, status, f1=None):
+        entry = {"seed": seed, "status": status, "reason": "" if status == "done" else f"{status} because", "folder": "x"}
+        if status == "done":
+            entry.update(f1=f1, mean_f1=float(np.mean(f1)), mean_auc=0.7, wall_s=60.0)
+        return entry
+
+    figures = {"au_names": ["AU1", "AU2"], "methods": {
+        "AUFormer, synthface": {"runs": [run(0, "done", [[0.6, 0.4]] * 3), run(1, "diverged"), run(2, "done", [[0.8, 0.6]] * 3)]},
+        "linear, synthface": {"runs": [run(0, "done", [[0.3, 0.3]] * 3), run(1, "done", [[0.3, 0.3]] * 3), run(2, "missing")]},
+        "AUFormer, random": {"runs": [run(0, "missing"), run(1, "missing"), run(2, "missing")]},
+    }}  # fmt: skip
+    summary = bench.summarise(figures)
+    ours = summary["AUFormer, synthface"]
+    assert ours["mean_f1"] == pytest.approx(0.6) and ours["mean_f1_std"] == pytest.approx(0.1)
+    assert ours["f1_mean"] == pytest.approx([0.7, 0.5]) and (ours["done"], ours["diverged"], ours["missing"]) == (2, 1, 0)
+    assert not np.isfinite(summary["AUFormer, random"]["mean_f1"]) and summary["AUFormer, random"]["missing"] == 3
+
+    args = bench.parse_args([])
+    bench.print_table(figures, summary, args, "python bench/learnability.py")
+    out = capsys.readouterr().out
+    assert "2/3" in out and "0/3" in out and "AUFormer, synthface, seed 1: diverged (diverged because)" in out
+    assert "leads the better" not in out  # the random row has no figure: no gap, no verdict
