@@ -474,6 +474,7 @@ def efficiency_table(summary: dict[str, Any], args: argparse.Namespace, setting:
     for method in methods:
         table.add_column(f"{method} F1", justify="right")
         table.add_column(f"{method} AUC", justify="right")
+    table.add_column("seeds done", justify="right")
     fractions = list(dict.fromkeys(g["fraction"] for g in summary["groups"]))
     for fraction in fractions:
         chosen = chosen_groups(summary, fraction)
@@ -483,7 +484,8 @@ def efficiency_table(summary: dict[str, Any], args: argparse.Namespace, setting:
         for method in methods:
             g = chosen.get(method)
             cells += ["-", "-"] if g is None else [_cell(g["mean_f1"], g["mean_f1_std"]), f"{100 * g['mean_auc']:.1f}"]
-        table.add_row(subjects, *cells)
+        done = " / ".join(f"{len(chosen[m]['seeds']) if m in chosen else 0}/{len(args.seed_list)}" for m in methods)
+        table.add_row(subjects, *cells, done)
     return table
 
 
@@ -492,7 +494,7 @@ def print_report(figures: dict[str, Any], args: argparse.Namespace, command: str
 
     summary = figures["summary"]
     corpus = corpus_args(args)
-    setting = (f"mean ± std over {len(args.seed_list)} seed(s) of the 3-fold mean; {args.steps} steps x {args.batch} faces per fold; "
+    setting = (f"mean ± std over the finished seeds (of {len(args.seed_list)}) of the 3-fold mean; {args.steps} steps x {args.batch} faces per fold; "
                f"{corpus.subjects} subjects, {corpus.tasks} tasks x {corpus.frames} frames, 1 frame in {args.every} stored "
                f"({figures['data']['faces']} faces)")  # fmt: skip
     if len(args.lr_list) > 1:
