@@ -162,7 +162,9 @@ def make_store(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
     info.update(
         store_seconds=round(time.perf_counter() - started, 1), faces=int(summary.store_faces), problems=len(summary.problems)
     )
-    atomic_write_json(done, info)  # (its problems are warnings, e.g. labelled frames that --every skips)
+    info["failed_sources"] = summary.count("failed")
+    if not info["failed_sources"]:  # (other problems are warnings, e.g. labelled frames that --every skips)
+        atomic_write_json(done, info)
     return store, info
 
 

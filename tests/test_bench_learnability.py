@@ -108,3 +108,21 @@ def test_the_summary_and_table_count_diverged_and_missing_runs_and_average_only_
     out = capsys.readouterr().out
     assert "2/3" in out and "0/3" in out and "AUFormer, synthface, seed 1: diverged (diverged because)" in out
     assert "leads the better" not in out  # the random row has no figure: no gap, no verdict
+
+
+def test_a_finished_store_is_marked_and_then_reused_without_being_opened(bench, tmp_path, monkeypatch):
+    import aucli.preprocess
+
+    args = bench.parse_args(["--work", str(tmp_path), "--subjects", "6", "--tasks", "1", "--frames", "10", "--every", "5",
+                             "--detector", "none"])  # fmt: skip
+    store, info = bench.make_store(args)
+    marker = store.with_name(store.stem + ".done.json")
+    assert store.is_file() and marker.is_file() and info["faces"] == 6 * 2 and info["failed_sources"] == 0
+    assert json.loads(marker.read_text())["faces"] == info["faces"]
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a marked store is reused as it is")
+
+    monkeypatch.setattr(aucli.preprocess, "run_preprocess", must_not_run)
+    again, reused = bench.make_store(args)
+    assert again == store and reused["reused"] and reused["faces"] == info["faces"]
