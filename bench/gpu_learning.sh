@@ -23,7 +23,8 @@
 #   report    learnability.py, method_comparison.py and method_comparison.py --data-efficiency with
 #             --report-only: the tables of the finished runs (the others listed), as text and JSON
 # Outputs in $OUT: gpu_learning.txt (the log and the tables), learnability.json, methods.json,
-# efficiency.json, runs.tar.gz (every run's JSON, CSV and YAML files and each job's log; no weights).
+# efficiency.json, runs.tar.gz (every run's JSON, CSV and YAML files and each job's log; no weights),
+# predictions-<store>.tar.gz (every fold's validation and test logits, per store).
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -177,4 +178,11 @@ wants efficiency && stage report-efficiency 20 python3 bench/method_comparison.p
 [ -n "${SMI:-}" ] && kill "$SMI" 2>/dev/null
 (cd "$WORK" && find runs logs -type f \( -name '*.json' -o -name '*.jsonl' -o -name '*.csv' -o -name '*.yaml' -o -name '*.log' \) -print0 |
     tar --null -czf "$OUT/runs.tar.gz" --files-from=-) 2>>"$LOG"
+# each fold's validation and test logits (best_predictions.safetensors, ~0.2 MB a fold): thresholds and
+# metrics can be studied again on this machine without retraining; one archive per store (16 MiB cap per file)
+for store_runs in "$WORK"/runs/*/; do
+    [ -d "$store_runs" ] || continue
+    (cd "$WORK" && find "runs/$(basename "$store_runs")" -name best_predictions.safetensors -print0 |
+        tar --null -czf "$OUT/predictions-$(basename "$store_runs").tar.gz" --files-from=-) 2>>"$LOG"
+done
 say "done at +$(elapsed)s; outputs: $(ls "$OUT" | tr '\n' ' ')"
