@@ -272,6 +272,13 @@ class OptimConfig(Section):
     min_lr_ratio: float = option(0.01, "the cosine decays from lr to lr x min_lr_ratio", min=0.0, max=1.0)
     grad_clip: float = option(1.0, "clip the global gradient norm to this (0: off)", min=0.0)
     backbone_lr_scale: float = option(0.1, "full fine-tuning: the backbone's learning rate is lr x this", min=0.0, max=100.0)
+    moke_up_lr_scale: float = option(
+        1.0,
+        "AUFormer: the MoKE up-projections' learning rate is lr x this. Expert i of a group reads expert i of the previous "
+        "group, so the gains of those links multiply along the model; below 1 they grow slower (a high lr diverges otherwise)",
+        min=0.0,
+        max=100.0,
+    )
 
 
 @dataclass

@@ -113,3 +113,21 @@ def test_backbone_from_a_file_is_not_copied_into_the_checkpoint(toy_store, tmp_p
         load_model_checkpoint(tmp_path / "run" / "fold1" / "best.json")
     loaded = load_model_checkpoint(tmp_path / "run" / "fold1" / "best", backbone_weights=str(tmp_path / "moved.safetensors"))
     assert loaded.method == "lora"
+
+
+def test_the_moke_up_projections_can_train_at_a_lower_rate_and_the_default_keeps_the_groups():
+    recipe = toy_recipe()
+    model = build_method_model(recipe.model, recipe.baseline, "auformer", weights="random")
+    names = {id(p): n for n, p in model.named_parameters()}
+    default = param_groups(model, recipe)
+    assert [g["lr_scale"] for g in default] == [1.0, 1.0]  # as before the option: saved optimiser states still fit
+
+    slowed = param_groups(model, toy_recipe(**{"optim.moke_up_lr_scale": 0.25}))
+    up = [g for g in slowed if g["lr_scale"] == 0.25]
+    up_names = sorted(names[id(p)] for g in up for p in g["params"])
+    assert up_names and all(n.startswith(("attn_experts.", "mlp_experts.")) and n.endswith((".up_weight", ".up_bias")) for n in up_names)
+    assert len(up_names) == 2 * 2 * 2  # depth 2 x (attention, MLP) groups x (weight, bias)
+    assert all(g["lr"] == pytest.approx(recipe.optim.lr * 0.25) for g in up)
+    assert {names[id(p)] for g in slowed for p in g["params"]} == {names[id(p)] for g in default for p in g["params"]}
+    # weight decay as for every tensor: the up biases get none
+    assert all(g["weight_decay"] == 0 for g in up if all(p.ndim <= 1 for p in g["params"]))

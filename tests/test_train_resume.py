@@ -130,3 +130,16 @@ def test_a_diverged_loss_stops_the_run_before_it_saves_broken_weights(tmp_path, 
     assert "Error: fold 1: the training loss became NaN or infinite by step" in result.output
     assert "Train again with a lower learning rate (--lr)" in result.output and "Traceback" not in result.output
     assert not list((out / "fold1").glob("state-*.safetensors"))
+
+
+def test_a_run_made_before_an_option_existed_resumes_while_the_option_keeps_its_default():
+    from aucli.engine.trainer import _recipe_differences
+
+    current = toy_recipe().to_dict()
+    saved = json.loads(json.dumps(current))
+    del saved["optim"]["moke_up_lr_scale"]  # a run folder written by an older aucli
+    assert _recipe_differences(saved, current) == []
+    changed = toy_recipe(**{"optim.moke_up_lr_scale": 0.5}).to_dict()
+    assert _recipe_differences(saved, changed) == ["optim.moke_up_lr_scale: None -> 0.5"]
+    changed["optim"]["lr"] = 1.0
+    assert "optim.lr: " + repr(current["optim"]["lr"]) + " -> 1.0" in _recipe_differences(saved, changed)

@@ -69,6 +69,8 @@ from aucli.protocols import FoldSplit, fold_split, protocol_partitions
 __all__ = ["Corpus", "FoldResult", "TrainResult", "prepare_corpus", "fold_indices", "lr_at", "train", "train_fold"]
 
 #: Recipe keys that may change between a run and its resumption (they do not change the numbers).
+MOKE_GROUPS = ("attn_experts.", "mlp_experts.")
+MOKE_UP_PROJECTIONS = (".up_weight", ".up_bias")
 RESUMABLE_CHANGES = ("train.device", "train.log_every", "train.save_every", "data.num_workers", "data.eval_batch_size", "train.fold")
 
 
@@ -264,20 +266,29 @@ def lr_at(step: int, *, lr: float, total_steps: int, warmup_steps: int, min_lr_r
 
 
 def param_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on 1-D tensors and position/class tokens; the fine-tuned backbone's lr scaled."""
+    """AdamW groups: no weight decay on 1-D tensors and position/class tokens; learning rates scaled for the
+    fine-tuned backbone (``optim.backbone_lr_scale``) and for AUFormer's MoKE up-projections (``optim.moke_up_lr_scale``)."""
     optim = recipe.optim
     inner = unwrap(model)
     skip = {f"backbone.{name}" for name in getattr(inner.backbone, "no_weight_decay", lambda: set())()}
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    # kind 0: trained at lr; 1: MoKE up-projections at a scaled lr; 2: the fine-tuned backbone. The order of
+    # the groups is part of a saved optimiser state, so kinds 0 and 2 keep the order they always had.
+    groups: dict[tuple[int, bool], list[nn.Parameter]] = {}
+    scales = {0: 1.0, 1: optim.moke_up_lr_scale, 2: optim.backbone_lr_scale}
     for name, parameter in inner.named_parameters():
         if not parameter.requires_grad:
             continue
-        backbone = name.startswith("backbone.") and "lora_" not in name
+        if name.startswith("backbone.") and "lora_" not in name:
+            kind = 2
+        elif optim.moke_up_lr_scale != 1.0 and name.startswith(MOKE_GROUPS) and name.endswith(MOKE_UP_PROJECTIONS):
+            kind = 1
+        else:
+            kind = 0
         decay = parameter.ndim > 1 and name not in skip
-        groups.setdefault((backbone, decay), []).append(parameter)
+        groups.setdefault((kind, decay), []).append(parameter)
     result = []
-    for (backbone, decay), parameters in sorted(groups.items()):
-        scale = optim.backbone_lr_scale if backbone else 1.0
+    for (kind, decay), parameters in sorted(groups.items()):
+        scale = scales[kind]
         result.append({"params": parameters, "weight_decay": optim.weight_decay if decay else 0.0, "lr_scale": scale, "lr": optim.lr * scale})
     return result
 
@@ -563,14 +574,26 @@ def _print_epoch(record: dict[str, Any], n_epochs: int) -> None:
 
 
 # ------------------------------------------------------------------------------------ a run
-def _recipe_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+def _recipe_differences(
+    saved: dict[str, Any], current: dict[str, Any], prefix: str = "", defaults: dict[str, Any] | None = None
+) -> list[str]:
+    """``key: saved -> current`` for every field that differs, except the resumable ones.
+
+    A field the saved recipe lacks (added to aucli after the run was made) is no difference while
+    the current recipe leaves it at its default.
+    """
+    if defaults is None and not prefix:
+        defaults = Recipe.from_dict({}).to_dict()
     keys = sorted(set(saved) | set(current))
     differences = []
     for key in keys:
         dotted = f"{prefix}.{key}" if prefix else key
         a, b = saved.get(key), current.get(key)
+        default = (defaults or {}).get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            differences += _recipe_differences(a, b, dotted)
+            differences += _recipe_differences(a, b, dotted, default if isinstance(default, dict) else {})
+        elif key not in saved and defaults is not None and key in defaults and b == default:
+            continue
         elif a != b and dotted not in RESUMABLE_CHANGES:
             differences.append(f"{dotted}: {a!r} -> {b!r}")
     return differences
