@@ -8,7 +8,8 @@
 #   GPU_LEARNING_SMOKE=1 OUT=/tmp/x bash bench/gpu_learning.sh      # the same stages, tiny (4 steps), on the CPU
 #
 # Settings: GPU_LEARNING_TABLES (default learnability,methods,efficiency: a subset runs only their
-# stages), GPU_LEARNING_SEEDS (default "0 1 2"), GPU_LEARNING_JOBS, GPU_LEARNING_BUDGET_S, and
+# stages), GPU_LEARNING_SEEDS (default "0 1 2"), GPU_LEARNING_OVERRIDES (recipe fields for every
+# method, space-separated KEY=VALUE; runs kept apart), GPU_LEARNING_JOBS, GPU_LEARNING_BUDGET_S, and
 # GPU_LEARNING_WORK (a work folder kept from an earlier call on a still-warm machine: its finished
 # runs are reused). Example, the data-efficiency table alone:
 #   GPU_LEARNING_TABLES=efficiency GPU_LEARNING_JOBS=9 OUT=/some/folder bash bench/gpu_learning.sh
@@ -49,6 +50,9 @@ else
     SEEDS=(${GPU_LEARNING_SEEDS:-0 1 2})
 fi
 TABLES=${GPU_LEARNING_TABLES:-learnability,methods,efficiency}
+for override in ${GPU_LEARNING_OVERRIDES:-}; do # e.g. "optim.lr=5e-3 optim.moke_up_lr_scale=0.25": a recipe variant
+    COMMON+=(-o "$override")
+done
 REPORT_RESERVE=45 # seconds kept for the report stage and the archive
 
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1

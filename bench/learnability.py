@@ -28,6 +28,8 @@ Run:
     python bench/learnability.py --methods random --seeds 1 &         (part of the grid per process: runs are
     python bench/learnability.py --methods auformer --seeds 2 &        locked, so processes never train one twice)
     python bench/learnability.py --report-only   (the table of the finished runs, training nothing)
+    python bench/learnability.py -o optim.lr=5e-3 -o optim.moke_up_lr_scale=0.25
+                                                 (a recipe variant for every method; runs kept apart under -o<hash>)
 
 Corpora, stores and runs are kept under ``--work`` (default ``bench/out/learnability``); a rerun
 reuses them and resumes unfinished training runs, so the command can be stopped and run again. A
@@ -102,6 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--render-workers", type=int, default=1, help="processes rendering the corpus and detecting its faces")
     parser.add_argument("--store-only", action="store_true", help="make the corpus and its store, then stop")
     parser.add_argument("--report-only", action="store_true", help="train nothing: the table of the finished runs (the others listed)")
+    parser.add_argument("--override", "-o", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe field for every method, e.g. optim.moke_up_lr_scale=0.25 (repeatable; runs kept apart)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     keys = [k.strip() for k in args.methods.split(",") if k.strip()]
@@ -196,6 +200,8 @@ def recipe_for(
         "train.select_by": "last",
     }
     data = merge_dicts(read_yaml(ROOT / "recipes" / "synthetic.yaml"), parse_overrides(overrides))
+    if getattr(args, "override", None):
+        data = merge_dicts(data, parse_overrides(args.override))
     data["model"]["backbone_overrides"] = dict(model_config["backbone_overrides"])  # replaced whole, not merged key by key
     return Recipe.from_dict(data)
 
@@ -216,11 +222,17 @@ def run_folder(args: argparse.Namespace, store: Path, method: str, source: str, 
 
 
 def budget_name(args: argparse.Namespace) -> str:
-    """``steps<S>-batch<B>``, then ``-cuda`` on a GPU and ``-bf16`` for bf16 autocast there."""
+    """``steps<S>-batch<B>``, then ``-cuda`` on a GPU, ``-bf16`` for bf16 autocast there, and ``-o<hash>``
+    for ``--override`` fields (the first 8 hex of the sha256 of their sorted ``key=value`` texts)."""
+    import hashlib
+
     device = getattr(args, "device", "cpu")
     name = f"steps{args.steps}-batch{args.batch}"
     if device != "cpu":
         name += f"-{device.split(':')[0]}" + ("-bf16" if getattr(args, "precision", "fp32") == "bf16" else "")
+    overrides = sorted(o.strip() for o in getattr(args, "override", None) or [])
+    if overrides:
+        name += "-o" + hashlib.sha256("\n".join(overrides).encode()).hexdigest()[:8]
     return name
 
 

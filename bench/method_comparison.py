@@ -119,6 +119,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--render-workers", type=int, default=1, help="processes rendering a corpus and detecting its faces")
     parser.add_argument("--store-only", action="store_true", help="make the corpus and its store, then stop")
     parser.add_argument("--report-only", action="store_true", help="train nothing: the tables of the finished runs (the others listed)")
+    parser.add_argument("--override", "-o", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe field for every method, e.g. optim.moke_up_lr_scale=0.25 (repeatable; runs kept apart, as learnability.py's)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -295,7 +297,6 @@ def run_grid(
 ) -> list[dict[str, Any]]:
     """Every (method, lr, fraction, seed) of the selection, in that order; one dict per run."""
     weights_path, model_config = learnability.backbone(args.weights)
-    base_lr = recipe_lr()
     runs = []
     for method in args.method_list:
         for lr in args.lr_list:
@@ -306,7 +307,7 @@ def run_grid(
                     print(f"== {method}, lr {recipe.optim.lr:g}, {fraction:.0%} of the training subjects, seed {seed}: {folder}",
                           file=sys.stderr, flush=True)  # fmt: skip
                     figures = runner(store, recipe, folder, threads=args.threads, report_only=args.report_only)
-                    runs.append({"method": method, "lr": float(lr if lr is not None else base_lr), "fraction": fraction, "seed": seed, **figures})
+                    runs.append({"method": method, "lr": float(recipe.optim.lr), "fraction": fraction, "seed": seed, **figures})
     return runs
 
 

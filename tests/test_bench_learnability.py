@@ -126,3 +126,17 @@ def test_a_finished_store_is_marked_and_then_reused_without_being_opened(bench, 
     monkeypatch.setattr(aucli.preprocess, "run_preprocess", must_not_run)
     again, reused = bench.make_store(args)
     assert again == store and reused["reused"] and reused["faces"] == info["faces"]
+
+
+def test_recipe_overrides_reach_every_method_and_keep_their_runs_apart(bench, tmp_path):
+    weights, model_config = bench.backbone("embedded:synthface")
+    plain = bench.parse_args(["--device", "cuda"])
+    variant = bench.parse_args(["--device", "cuda", "-o", "optim.lr=5e-3", "-o", "optim.moke_up_lr_scale=0.25"])
+    swapped = bench.parse_args(["--device", "cuda", "-o", "optim.moke_up_lr_scale=0.25", "-o", "optim.lr=5e-3"])
+    for method, source in (("auformer", "pretrained"), ("linear", "pretrained"), ("auformer", "random")):
+        recipe = bench.recipe_for(variant, method, source, weights, model_config, 6000, 0)
+        assert (recipe.optim.lr, recipe.optim.moke_up_lr_scale, recipe.optim.max_steps) == (5e-3, 0.25, 300)
+        assert recipe.train.method == method
+    assert bench.budget_name(plain) == "steps300-batch32-cuda"
+    assert bench.budget_name(variant).startswith("steps300-batch32-cuda-o") and len(bench.budget_name(variant)) == len("steps300-batch32-cuda-o") + 8
+    assert bench.budget_name(variant) == bench.budget_name(swapped)  # the order of the flags does not matter
