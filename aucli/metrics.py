@@ -46,6 +46,7 @@ __all__ = [
     "event_agreement",
     "f1_scores",
     "find_events",
+    "f1_curve",
     "fit_thresholds",
     "nanmean",
 ]
@@ -185,6 +186,17 @@ def auc_scores(probs, labels) -> np.ndarray:
     return auc
 
 
+def f1_curve(probs: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(cuts, f1)``: every distinct probability of one AU as a cut (predict ``p >= cut``), highest first,
+    and the F1 it gives against the boolean ``positive``."""
+    order = np.argsort(-probs, kind="mergesort")
+    p, y = probs[order], positive[order]
+    last_of_value = np.r_[p[1:] != p[:-1], True]  # the last row of each distinct value
+    tp = np.cumsum(y)[last_of_value]
+    predicted = (np.flatnonzero(last_of_value) + 1).astype(np.float64)
+    return p[last_of_value], 2 * tp / (predicted + y.sum())  # 2TP / (2TP + FP + FN), with TP + FP = predicted
+
+
 def fit_thresholds(probs, labels, *, default: float = DEFAULT_THRESHOLD) -> np.ndarray:
     """Per-AU thresholds ``(n_aus,)`` that maximise F1 on validation data (never the test fold).
 
@@ -201,14 +213,8 @@ def fit_thresholds(probs, labels, *, default: float = DEFAULT_THRESHOLD) -> np.n
         n_pos = int(y.sum())
         if n_pos == 0 or n_pos == y.size:
             continue
-        order = np.argsort(-p, kind="mergesort")
-        p, y = p[order], y[order]
-        last_of_value = np.r_[p[1:] != p[:-1], True]  # the last row of each distinct value
-        tp = np.cumsum(y)[last_of_value]
-        predicted = (np.flatnonzero(last_of_value) + 1).astype(np.float64)
-        f1 = 2 * tp / (predicted + n_pos)  # 2TP / (2TP + FP + FN), with TP + FP = predicted
+        values, f1 = f1_curve(p, y)
         k = int(np.argmax(f1))
-        values = p[last_of_value]
         cut = values[k]
         if k + 1 < values.size:
             middle = (values[k] + values[k + 1]) / 2

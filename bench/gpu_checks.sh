@@ -90,16 +90,9 @@ run_step() {
     report >/dev/null 2>>"$LOG" || say "(report failed; see above)"
 }
 
-setup() {
-    if ! ls .gpu_wheels/*.whl >/dev/null 2>&1; then
-        echo "no wheels in .gpu_wheels/: using the packages already installed"
-        return 0
-    fi
-    ls -l .gpu_wheels/
-    # --target: no write into the system's site-packages, no PEP 668 refusal, no network
-    python3 -m pip install --no-index --no-deps --no-compile --disable-pip-version-check --target "$SITE" .gpu_wheels/*.whl ||
-        python3 -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]' "$SITE" .gpu_wheels/*.whl
-}
+# shellcheck source=bench/gpu_wheels.sh
+source bench/gpu_wheels.sh
+setup() { install_gpu_wheels "$SITE"; }
 
 check_imports() {
     python3 -c 'import av, aucli, aucli.cli.main; from aucli.faces.detect import centerface_model_path; print("av", av.__version__, "from", av.__file__); print("centerface", centerface_model_path())'
@@ -119,7 +112,7 @@ environment() {
 }
 
 say "aucli GPU checks, $MODE mode, device $DEVICE, budget ${BUDGET}s, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(git rev-parse --short HEAD 2>/dev/null || echo 'no git') in $ROOT"
-export -f setup check_imports environment
+export -f setup install_gpu_wheels check_imports environment
 export SITE DEVICE WORK
 run_step setup 60 - bash -c setup
 run_step imports 60 - bash -c check_imports

@@ -82,13 +82,10 @@ stage() {
     return $rc
 }
 
+# shellcheck source=bench/gpu_wheels.sh
+source bench/gpu_wheels.sh
 setup() {
-    if ! ls .gpu_wheels/*.whl >/dev/null 2>&1; then
-        echo "no wheels in .gpu_wheels/: using the packages already installed"
-        return 0
-    fi
-    python3 -m pip install --no-index --no-deps --no-compile --disable-pip-version-check --target "$SITE" .gpu_wheels/*.whl ||
-        python3 -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]' "$SITE" .gpu_wheels/*.whl
+    install_gpu_wheels "$SITE" || return
     python3 -c 'import av, torch, timm; print("av", av.__version__, "torch", torch.__version__, "timm", timm.__version__, "cuda", torch.cuda.is_available())'
     command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
     return 0
@@ -102,7 +99,7 @@ job() {
 }
 
 say "aucli GPU learning checks, $MODE mode, $JOBS jobs at once, budget ${BUDGET}s, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(git rev-parse --short HEAD 2>/dev/null || echo 'no git') in $ROOT, work $WORK"
-export -f setup
+export -f setup install_gpu_wheels
 export SITE
 stage setup 60 bash -c setup
 

@@ -94,18 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="embedded:synthface",
         help="the pretrained backbone: embedded:NAME, a registered name, or a file with its card beside it",
     )
-    parser.add_argument(
-        "--device", default="cpu", help="train.device: cpu (the check's definition), or cuda (fp32 with TF32 matmuls unless --precision bf16)"
-    )
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                        help="on a GPU: fp32 (the CPU check's numerics; TF32 matmuls) or bf16 autocast (runs kept apart)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--loader-workers", type=int, default=1, help="DataLoader worker processes")
-    parser.add_argument("--render-workers", type=int, default=1, help="processes rendering the corpus and detecting its faces")
-    parser.add_argument("--store-only", action="store_true", help="make the corpus and its store, then stop")
-    parser.add_argument("--report-only", action="store_true", help="train nothing: the table of the finished runs (the others listed)")
-    parser.add_argument("--override", "-o", action="append", default=[], metavar="KEY=VALUE",
-                        help="a recipe field for every method, e.g. optim.moke_up_lr_scale=0.25 (repeatable; runs kept apart)")  # fmt: skip
+    add_run_options(parser)
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     keys = [k.strip() for k in args.methods.split(",") if k.strip()]
@@ -118,6 +109,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             args.seeds = "0"
     args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
     return args
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options this script and method_comparison.py share: device and precision, recipe variants, partial runs."""
+    parser.add_argument("--device", default="cpu", help="train.device: cpu (the check's definition), or cuda (runs kept apart)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="on a GPU: fp32 (the CPU check's numerics; TF32 matmuls) or bf16 autocast (runs kept apart)")  # fmt: skip
+    parser.add_argument("--override", "-o", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe field for every method, e.g. optim.moke_up_lr_scale=0.25 (repeatable; runs kept apart)")  # fmt: skip
+    parser.add_argument("--render-workers", type=int, default=1, help="processes rendering a corpus and detecting its faces")
+    parser.add_argument("--store-only", action="store_true", help="make the corpus and its store, then stop")
+    parser.add_argument("--report-only", action="store_true", help="train nothing: the tables of the finished runs (the others listed)")
 
 
 def backbone(weights: str) -> tuple[str, dict[str, Any]]:
@@ -286,18 +289,15 @@ class RunOutcome(NamedTuple):
 
 def finished_run(folder: Path, recipe: Any) -> RunOutcome:
     """The run in ``folder`` from its files alone (no store, no training): done when every fold has its result."""
-    import yaml
-
     from aucli.engine.runs import read_json
-    from aucli.engine.trainer import FoldResult, TrainResult, _recipe_differences
+    from aucli.engine.trainer import FoldResult, TrainResult, recipe_differences
 
     diverged = folder / DIVERGED_FILE
     if diverged.is_file():
         return RunOutcome("diverged", reason=read_json(diverged).get("error", "diverged"))
-    if not (folder / "run.json").is_file() or not (folder / "recipe.yaml").is_file():
+    differences = recipe_differences(folder, recipe)
+    if differences is None or not (folder / "run.json").is_file():
         return RunOutcome("missing", reason="not started")
-    saved = yaml.safe_load((folder / "recipe.yaml").read_text(encoding="utf-8")) or {}
-    differences = _recipe_differences(saved, recipe.to_dict())
     if differences:
         return RunOutcome("missing", reason="made with another recipe: " + "; ".join(differences[:3]))
     folds = read_json(folder / "run.json")["folds"]

@@ -112,15 +112,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--every", type=int, default=5, help="store every N-th frame")
     parser.add_argument("--detector", choices=["centerface", "none"], default="centerface", help="face detector of the stores")
     parser.add_argument("--weights", default="embedded:synthface", help="the pretrained backbone (embedded:NAME, a registered name, or a file)")
-    parser.add_argument("--device", default="cpu", help="train.device: cpu (the check's definition), or cuda (runs kept apart, as learnability.py's)")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="on a GPU: fp32 (TF32 matmuls; the CPU check's numerics) or bf16")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--loader-workers", type=int, default=1, help="DataLoader worker processes")
-    parser.add_argument("--render-workers", type=int, default=1, help="processes rendering a corpus and detecting its faces")
-    parser.add_argument("--store-only", action="store_true", help="make the corpus and its store, then stop")
-    parser.add_argument("--report-only", action="store_true", help="train nothing: the tables of the finished runs (the others listed)")
-    parser.add_argument("--override", "-o", action="append", default=[], metavar="KEY=VALUE",
-                        help="a recipe field for every method, e.g. optim.moke_up_lr_scale=0.25 (repeatable; runs kept apart, as learnability.py's)")  # fmt: skip
+    learnability.add_run_options(parser)
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -266,9 +260,9 @@ def run_one(store: Path, recipe: Any, folder: Path, *, threads: int, show_progre
     marks: list[tuple[int, float]] = []
     outcome = learnability.train_or_report(store, recipe, folder, report_only=report_only, show_progress=show_progress,
                                            on_step=lambda step: marks.append((step, time.perf_counter())))  # fmt: skip
-    timing = merge_timing(folder, step_timing(marks), threads) if outcome.status == "done" else None
     if outcome.status != "done":
         return {"folder": str(folder), "status": outcome.status, "reason": outcome.reason, "steps_this_run": len(marks)}
+    timing = merge_timing(folder, step_timing(marks), threads)
     run = outcome.run
     folds = run.folds
     return {

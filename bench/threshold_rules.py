@@ -38,15 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-
-def f1_curve(probs: np.ndarray, positive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(cuts, f1)`` for every distinct probability as a cut (predict ``p >= cut``), highest cut first."""
-    order = np.argsort(-probs, kind="mergesort")
-    p, y = probs[order], positive[order]
-    last_of_value = np.r_[p[1:] != p[:-1], True]
-    tp = np.cumsum(y)[last_of_value]
-    predicted = (np.flatnonzero(last_of_value) + 1).astype(np.float64)
-    return p[last_of_value], 2 * tp / (predicted + y.sum())
+from aucli.metrics import f1_curve  # the trainer's F1 over every cut (fit_thresholds' own)
 
 
 def lowest_cut_within(probs: np.ndarray, labels: np.ndarray, eps: float | Callable[[float, int], float]) -> np.ndarray:

@@ -68,9 +68,10 @@ from aucli.protocols import FoldSplit, fold_split, protocol_partitions
 
 __all__ = ["Corpus", "FoldResult", "TrainResult", "prepare_corpus", "fold_indices", "lr_at", "train", "train_fold"]
 
-#: Recipe keys that may change between a run and its resumption (they do not change the numbers).
+#: AUFormer's MoKE up-projections (parameter names), trained at ``lr x optim.moke_up_lr_scale``.
 MOKE_GROUPS = ("attn_experts.", "mlp_experts.")
 MOKE_UP_PROJECTIONS = (".up_weight", ".up_bias")
+#: Recipe keys that may change between a run and its resumption (they do not change the numbers).
 RESUMABLE_CHANGES = ("train.device", "train.log_every", "train.save_every", "data.num_workers", "data.eval_batch_size", "train.fold")
 
 
@@ -575,40 +576,44 @@ def _print_epoch(record: dict[str, Any], n_epochs: int) -> None:
 
 # ------------------------------------------------------------------------------------ a run
 def _recipe_differences(
-    saved: dict[str, Any], current: dict[str, Any], prefix: str = "", defaults: dict[str, Any] | None = None
+    saved: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any] | None = None, prefix: str = ""
 ) -> list[str]:
-    """``key: saved -> current`` for every field that differs, except the resumable ones.
-
-    A field the saved recipe lacks (added to aucli after the run was made) is no difference while
-    the current recipe leaves it at its default.
-    """
-    if defaults is None and not prefix:
+    if defaults is None:
         defaults = Recipe.from_dict({}).to_dict()
     keys = sorted(set(saved) | set(current))
     differences = []
     for key in keys:
         dotted = f"{prefix}.{key}" if prefix else key
         a, b = saved.get(key), current.get(key)
-        default = (defaults or {}).get(key)
+        default = defaults.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            differences += _recipe_differences(a, b, dotted, default if isinstance(default, dict) else {})
-        elif key not in saved and defaults is not None and key in defaults and b == default:
-            continue
+            differences += _recipe_differences(a, b, default if isinstance(default, dict) else {}, dotted)
+        elif key not in saved and key in defaults and b == default:
+            continue  # a field added to aucli after the run was made, left at its default
         elif a != b and dotted not in RESUMABLE_CHANGES:
             differences.append(f"{dotted}: {a!r} -> {b!r}")
     return differences
 
 
-def _prepare_folder(out: Path, recipe: Recipe, resume: bool) -> bool:
-    """Check or create the run folder; returns True when an earlier run is resumed."""
+def recipe_differences(out: Path, recipe: Recipe) -> list[str] | None:
+    """``key: saved -> current`` for each field where ``recipe`` differs from the run in ``out``
+    (its ``recipe.yaml``), leaving out the resumable ones and fields added since at their default;
+    None when ``out`` holds no run."""
     import yaml
 
-    recipe_file = out / "recipe.yaml"
-    if recipe_file.exists():
+    recipe_file = Path(out) / "recipe.yaml"
+    if not recipe_file.exists():
+        return None
+    saved = yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}
+    return _recipe_differences(saved, recipe.to_dict())
+
+
+def _prepare_folder(out: Path, recipe: Recipe, resume: bool) -> bool:
+    """Check or create the run folder; returns True when an earlier run is resumed."""
+    differences = recipe_differences(out, recipe)
+    if differences is not None:
         if not resume:
             raise UsageError(f"{out} already holds a training run; add --resume to continue it, or choose another --out")
-        saved = yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}
-        differences = _recipe_differences(saved, recipe.to_dict())
         if differences:
             raise UsageError(f"cannot resume {out} with a different recipe: " + "; ".join(differences[:6]))
         return True
