@@ -123,6 +123,7 @@ def score_run(run: Path, store: Path | None, eps_values: Sequence[float]) -> lis
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    from rich.console import Console
     from rich.table import Table
 
     from aucli.console import console
@@ -138,14 +139,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not scored:
         raise SystemExit("no fold predictions found under the given run folders (fold<k>/best_predictions.safetensors)")
     names = list(scored[0]["f1"])
+    budgets = {Path(row["run"]).parent.parent.name for row in scored}
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in scored:
         parent = Path(row["run"]).parent
-        groups.setdefault(f"{parent.parent.name}/{parent.name}", []).append(row)
-    table = Table(title="Test mean F1 % by threshold rule (thresholds chosen on each fold's validation subjects)")
-    table.add_column("runs (folds)", overflow="fold")
+        groups.setdefault(parent.name if len(budgets) == 1 else f"{parent.parent.name}/{parent.name}", []).append(row)
+    table = Table(title="Test mean F1 % by threshold rule (thresholds chosen on each fold's validation subjects)",
+                  caption=f"runs under {budgets.pop()}" if len(budgets) == 1 else None)  # fmt: skip
+    table.add_column("runs (folds)", overflow="fold", min_width=18)
     for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
+        table.add_column(name.replace(" ", "\n").replace("test-", "test-\n"), justify="right", no_wrap=True)
     summary = {}
     for group, rows in groups.items():
         means = {name: float(np.mean([r["f1"][name] for r in rows])) for name in names}
@@ -154,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     overall = {name: float(np.mean([r["f1"][name] for r in scored])) for name in names}
     table.add_section()
     table.add_row(f"all ({len(scored)})", *[f"{100 * overall[n]:.1f}" for n in names], style="bold")
-    console.print(table)
+    wide = console if console.is_terminal else Console(width=110)  # (a pipe gets 80 columns: too narrow for 7 rules)
+    wide.print(table)
     payload = {"folds": scored, "groups": summary, "overall": overall}
     if args.json:
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
