@@ -143,9 +143,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in scored:
         parent = Path(row["run"]).parent
-        groups.setdefault(parent.name if len(budgets) == 1 else f"{parent.parent.name}/{parent.name}", []).append(row)
+        groups.setdefault(f"{parent.parent.name}/{parent.name}", []).append(row)
     table = Table(title="Test mean F1 % by threshold rule (thresholds chosen on each fold's validation subjects)",
-                  caption=f"runs under {budgets.pop()}" if len(budgets) == 1 else None)  # fmt: skip
+                  caption=f"runs under {next(iter(budgets))}" if len(budgets) == 1 else None)  # fmt: skip
     table.add_column("runs (folds)", overflow="fold", min_width=18)
     for name in names:
         table.add_column(name.replace(" ", "\n").replace("test-", "test-\n"), justify="right", no_wrap=True)
@@ -153,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for group, rows in groups.items():
         means = {name: float(np.mean([r["f1"][name] for r in rows])) for name in names}
         summary[group] = {"folds": len(rows), **means}
-        table.add_row(f"{group} ({len(rows)})", *[f"{100 * means[n]:.1f}" for n in names])
+        label = group.split("/", 1)[1] if len(budgets) == 1 else group
+        table.add_row(f"{label} ({len(rows)})", *[f"{100 * means[n]:.1f}" for n in names])
     overall = {name: float(np.mean([r["f1"][name] for r in scored])) for name in names}
     table.add_section()
     table.add_row(f"all ({len(scored)})", *[f"{100 * overall[n]:.1f}" for n in names], style="bold")
