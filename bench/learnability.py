@@ -1,7 +1,7 @@
 """Learnability check of the synthetic world (issue 4): are AUs learnable on the synthetic-world backbone?
 
-On a synthetic corpus (``aucli synth``: BP4D layout, 24 subjects on the official 3-fold
-partitions, 8 tasks of 250 frames at 224 px) put into a store the way a user does it
+On a synthetic corpus (``aucli synth``: BP4D layout, 41 subjects as in BP4D, on its official
+3-fold partitions of 14, 14 and 13 subjects, 8 tasks of 250 frames at 224 px) put into a store the way a user does it
 (CenterFace detection and alignment, every 5th frame, label set ``synth_clean``), three methods
 are trained on this CPU for the same fixed budget of optimiser steps, on every fold, for each seed:
 
@@ -15,9 +15,8 @@ of each seed's 3-fold mean, with the standard deviation over seeds; the last row
 over AUs and folds. Goal (issue 4): AUFormer on synthface at least 0.10 mean F1 ahead of both others.
 
 Run:
-    python bench/learnability.py                 (the full check: 27 AUFormer/linear fold runs of 300 steps x 32 faces;
-                                                  several hours on a 2-core CPU, an estimate from the quick run's
-                                                  ~2 s per AUFormer step of 16 faces on the busy machine)
+    python bench/learnability.py                 (the full check: 27 fold runs of 300 steps x 32 faces; on 2 CPU
+                                                  cores 15 min per AUFormer fold, 3 per linear fold: about 5.5 h)
     python bench/learnability.py --quick         (end-to-end in minutes: 8 subjects, 1 seed, tiny budget;
                                                   its figures say nothing about learnability)
     python bench/learnability.py --json out.json (also write every figure as JSON)
@@ -79,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=ROOT / "bench" / "out" / "learnability",
         help="folder for corpora, stores and runs (kept, reused)",
     )
-    parser.add_argument("--subjects", type=int, default=24, help="corpus subjects (official BP4D ids over the 3 folds)")
+    parser.add_argument("--subjects", type=int, default=41, help="corpus subjects (official BP4D ids over the 3 folds; 41 fills them)")
     parser.add_argument("--tasks", type=int, default=8, help="BP4D tasks per subject (T1..Tn)")
     parser.add_argument("--frames", type=int, default=250, help="frames per task")
     parser.add_argument("--every", type=int, default=5, help="store every N-th frame (consecutive frames are near copies)")

@@ -1,6 +1,6 @@
 """Learning checks of issue 5: AUFormer against the baselines, and data efficiency, on the synthetic world.
 
-Methods table (the default). On the corpus and store of ``bench/learnability.py`` (BP4D layout, 24
+Methods table (the default). On the corpus and store of ``bench/learnability.py`` (BP4D layout, 41
 subjects on the official 3-fold partitions, 8 tasks of 250 frames at 224 px, CenterFace, every 5th
 frame, label set ``synth_clean``), each of ``auformer``, ``linear``, ``adaptformer``, ``lora`` and
 ``full`` is trained through :func:`aucli.engine.train` with recipes/synthetic.yaml on the
@@ -8,7 +8,7 @@ synthetic-world backbone (``embedded:synthface``: frozen, except that ``full`` u
 every fold, for each seed. Every method gets the same tuning budget: the same optimiser steps
 (300), batch (32), warm-up (about 10% of the steps), cosine schedule and augmentation.
 
-Learning rate: by default the recipe's (AdamW peak 1e-3) for every method; ``full`` trains its
+Learning rate: by default the recipe's (AdamW peak 2.5e-3) for every method; ``full`` trains its
 backbone at lr x ``optim.backbone_lr_scale`` (0.1 in the recipe) and its head at lr. ``--lr
 3e-4,1e-3,3e-3`` gives every method the same small grid instead; each method's learning rate is
 then chosen by its mean *validation* F1 (validation subjects of the training folds, over seeds and
@@ -102,7 +102,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", default="recipe", help="peak learning rate(s) of every method: recipe, or a comma-separated grid chosen on validation F1")
     parser.add_argument("--steps", type=int, default=300, help="optimiser steps per fold (the same budget for every method)")
     parser.add_argument("--batch", type=int, default=32, help="batch size")
-    parser.add_argument("--subjects", type=int, default=24, help="methods table: corpus subjects (learnability.py's corpus)")
+    parser.add_argument("--subjects", type=int, default=41, help="methods table: corpus subjects (learnability.py's corpus)")
     parser.add_argument("--tasks", type=int, default=8, help="methods table: BP4D tasks per subject")
     parser.add_argument("--frames", type=int, default=250, help="methods table: frames per task")
     parser.add_argument("--de-subjects", type=int, default=60, help="data efficiency: corpus subjects")
