@@ -9,7 +9,8 @@
 #
 # Settings: GPU_LEARNING_TABLES (default learnability,methods,efficiency: a subset runs only their
 # stages), GPU_LEARNING_SEEDS (default "0 1 2"), GPU_LEARNING_OVERRIDES (recipe fields for every
-# method, space-separated KEY=VALUE; runs kept apart), GPU_LEARNING_JOBS, GPU_LEARNING_BUDGET_S, and
+# method, space-separated KEY=VALUE; runs kept apart), GPU_LEARNING_STEPS (optimiser steps per fold
+# instead of 300; runs kept apart), GPU_LEARNING_JOBS, GPU_LEARNING_BUDGET_S, and
 # GPU_LEARNING_WORK (a work folder kept from an earlier call on a still-warm machine: its finished
 # runs are reused). Example, the data-efficiency table alone:
 #   GPU_LEARNING_TABLES=efficiency GPU_LEARNING_JOBS=9 OUT=/some/folder bash bench/gpu_learning.sh
@@ -50,6 +51,9 @@ else
     SEEDS=(${GPU_LEARNING_SEEDS:-0 1 2})
 fi
 TABLES=${GPU_LEARNING_TABLES:-learnability,methods,efficiency}
+if [ -n "${GPU_LEARNING_STEPS:-}" ]; then # another fixed budget (optimiser steps per fold; runs kept apart)
+    COMMON+=(--steps "$GPU_LEARNING_STEPS")
+fi
 for override in ${GPU_LEARNING_OVERRIDES:-}; do # e.g. "optim.lr=5e-3 optim.moke_up_lr_scale=0.25": a recipe variant
     COMMON+=(-o "$override")
 done
