@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The learning checks of issues 4 and 5 on a GPU machine, in one bounded run: the learnability table
 # (bench/learnability.py), the methods table and the data-efficiency table (bench/method_comparison.py),
-# at the CPU check's budget (300 steps x 32 faces per fold, fp32 with TF32 matmuls), as parallel
-# processes sharing the one GPU. Run from anywhere; it works in the repository root.
+# at the CPU check's budget (600 steps x 32 faces per fold, fp32 with TF32 matmuls), as parallel
+# processes sharing the one GPU. On one H100 the 41-subject store takes 3 min and the learnability
+# table's 27 fold runs 8 min (6 jobs): two calls, the second with the first's GPU_LEARNING_WORK,
+# finish it within a 10-minute call limit. Run from anywhere; it works in the repository root.
 #
 #   OUT=/some/folder bash bench/gpu_learning.sh                     # GPU mode (device cuda)
+#   GPU_LEARNING_WORK=/tmp/gl GPU_LEARNING_TABLES=learnability OUT=/some/folder bash bench/gpu_learning.sh
+#                                                                   # run it again at once: it resumes
 #   GPU_LEARNING_SMOKE=1 OUT=/tmp/x bash bench/gpu_learning.sh      # the same stages, tiny (4 steps), on the CPU
 #
 # Settings: GPU_LEARNING_TABLES (default learnability,methods,efficiency: a subset runs only their
 # stages), GPU_LEARNING_SEEDS (default "0 1 2"), GPU_LEARNING_OVERRIDES (recipe fields for every
 # method, space-separated KEY=VALUE; runs kept apart), GPU_LEARNING_STEPS (optimiser steps per fold
-# instead of 300; runs kept apart), GPU_LEARNING_JOBS, GPU_LEARNING_BUDGET_S, and
+# instead of 600; runs kept apart), GPU_LEARNING_JOBS, GPU_LEARNING_BUDGET_S, and
 # GPU_LEARNING_WORK (a work folder kept from an earlier call on a still-warm machine: its finished
 # runs are reused). Example, the data-efficiency table alone:
 #   GPU_LEARNING_TABLES=efficiency GPU_LEARNING_JOBS=9 OUT=/some/folder bash bench/gpu_learning.sh

@@ -15,14 +15,15 @@ of each seed's 3-fold mean, with the standard deviation over seeds; the last row
 over AUs and folds. Goal (issue 4): AUFormer on synthface at least 0.10 mean F1 ahead of both others.
 
 Run:
-    python bench/learnability.py                 (the full check: 27 fold runs of 300 steps x 32 faces; on 2 CPU
-                                                  cores seed 0 took 98 min (AUFormer 46, linear 10, random backbone 42): about 5 h)
+    python bench/learnability.py                 (the full check: 27 fold runs of 600 steps x 32 faces; on 2 CPU
+                                                  cores an AUFormer fold takes about 24 min, a linear one 5: about
+                                                  2.7 h a seed, 8 h in all; on one H100, 11 min with the store)
     python bench/learnability.py --quick         (end-to-end in minutes: 8 subjects, 1 seed, tiny budget;
                                                   its figures say nothing about learnability)
     python bench/learnability.py --json out.json (also write every figure as JSON)
     python bench/learnability.py --device cuda --loader-workers 4
                                                  (the same check, fp32 (TF32 matmuls) on a GPU; its runs are kept
-                                                  apart from the CPU check's, under steps300-batch32-cuda)
+                                                  apart from the CPU check's, under steps600-batch32-cuda)
     python bench/learnability.py --store-only --render-workers 14     (render and store the corpus, then stop)
     python bench/learnability.py --methods random --seeds 1 &         (part of the grid per process: runs are
     python bench/learnability.py --methods auformer --seeds 2 &        locked, so processes never train one twice)
@@ -55,6 +56,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
+# The fixed budget of every learning check (this one, bench/method_comparison.py's tables): optimiser
+# steps of 32 faces per fold, about two passes over a fold's training subjects. 300 until 2026-11-27.
+BUDGET_STEPS = 600
 METHODS = (
     ("AUFormer, synthface", "auformer", "pretrained"),
     ("linear, synthface", "linear", "pretrained"),
@@ -86,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="0,1,2", help="training seeds (comma-separated)")
     parser.add_argument("--methods", default="auformer,linear,random",
                         help="comma-separated subset of auformer (AUFormer, synthface), linear (linear, synthface), random (AUFormer, random)")  # fmt: skip
-    parser.add_argument("--steps", type=int, default=300, help="optimiser steps per fold (the fixed budget)")
+    parser.add_argument("--steps", type=int, default=BUDGET_STEPS, help="optimiser steps per fold (the fixed budget)")
     parser.add_argument("--batch", type=int, default=32, help="batch size")
     parser.add_argument(
         "--weights",

@@ -6,7 +6,8 @@ frame, label set ``synth_clean``), each of ``auformer``, ``linear``, ``adaptform
 ``full`` is trained through :func:`aucli.engine.train` with recipes/synthetic.yaml on the
 synthetic-world backbone (``embedded:synthface``: frozen, except that ``full`` unfreezes it), on
 every fold, for each seed. Every method gets the same tuning budget: the same optimiser steps
-(300), batch (32), warm-up (about 10% of the steps), cosine schedule and augmentation.
+(600, learnability.py's budget), batch (32), warm-up (about 10% of the steps), cosine schedule and
+augmentation.
 
 Learning rate: by default the recipe's (AdamW peak 2.5e-3) for every method; ``full`` trains its
 backbone at lr x ``optim.backbone_lr_scale`` (0.1 in the recipe) and its head at lr. ``--lr
@@ -43,13 +44,14 @@ CPU time (measured with the two ``--quick ... --threads 1 --loader-workers 0`` r
 figures are high-side; each quick run prints this estimate from its own step times). Median seconds
 per optimiser step: auformer 3.45, linear 0.55, adaptformer 1.68, lora 1.43, full 1.63 (data-
 efficiency quick run at 30% / 100%: auformer 3.29 / 3.17, full 1.70 / 1.61). The methods table is
-5 methods x 3 seeds x 3 folds x 300 steps: 6.6 h of training steps on 1 thread (auformer 2.6,
-linear 0.4, adaptformer 1.3, lora 1.1, full 1.2), plus evaluation of each fold's ~4,000
-validation and test faces (not timed here; about 1 h in all, extrapolated from the step times):
-some 7.5-8 h, or about 4.5 h where learnability.py has already made the auformer and linear runs
+5 methods x 3 seeds x 3 folds x 600 steps: 13.2 h of training steps on 1 thread (auformer 5.2,
+linear 0.8, adaptformer 2.6, lora 2.2, full 2.4), plus evaluation of each fold's ~7,000
+validation and test faces (not timed here; about 2 h in all, extrapolated from the step times):
+some 15 h, or about 9 h where learnability.py has already made the auformer and linear runs
 (same recipe, same folders: reused). The data-efficiency table is 2 methods x 3 fractions x 3 seeds
-x 3 folds x 300 steps: 10.7 h of training steps (auformer 7.1, full 3.6), plus about 1 h of
-evaluation and its corpus (36,000 frames rendered and detected, once): some 12 h. Two threads or a
+x 3 folds x 600 steps: 21.4 h of training steps (auformer 14.2, full 7.2), plus about 1 h of
+evaluation and its corpus (36,000 frames rendered and detected, once): some 23 h. On a GPU
+(``bench/gpu_learning.sh``) each table takes minutes. Two threads or a
 quiet machine were not measured.
 
 Corpora, stores and runs are kept under ``--work`` (default ``bench/out/learnability``, shared with
@@ -100,7 +102,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--methods", help=f"comma-separated subset (default: {','.join(METHODS)}; with --data-efficiency: {','.join(EFFICIENCY_METHODS)})")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds (comma-separated)")
     parser.add_argument("--lr", default="recipe", help="peak learning rate(s) of every method: recipe, or a comma-separated grid chosen on validation F1")
-    parser.add_argument("--steps", type=int, default=300, help="optimiser steps per fold (the same budget for every method)")
+    parser.add_argument("--steps", type=int, default=learnability.BUDGET_STEPS, help="optimiser steps per fold (the same budget for every method)")
     parser.add_argument("--batch", type=int, default=32, help="batch size")
     parser.add_argument("--subjects", type=int, default=41, help="methods table: corpus subjects (learnability.py's corpus)")
     parser.add_argument("--tasks", type=int, default=8, help="methods table: BP4D tasks per subject")

@@ -14,12 +14,15 @@ with counts summed over the fold, computed by the trainer's own ``aucli.metrics.
   test-optimal    the F1-optimal cut on the test subjects themselves: an upper bound, never usable
 
 Runs are grouped by budget and method (the run folder's two parents, e.g.
-``steps300-batch32-cuda/auformer-pretrained-b9027047``), and
+``steps600-batch32-cuda/auformer-pretrained-b9027047``), and
 the table gives each group's mean over its folds and seeds. As a self-check, ``fitted`` must
 reproduce the test mean F1 that the trainer stored in ``fold<k>/result.json``; a mismatch is
-printed. Labels come from the store (``--store``; default: the path each run recorded).
+printed. Labels come from the store (``--store``; default: the path each run recorded). It must be
+that very store: the logits index its rows, and a rebuild of it on another machine can detect a few
+faces more or fewer (CenterFace under another onnxruntime build), so a fold whose test subjects'
+rows differ stops the script with a plain message rather than scoring misaligned labels.
 
-    python bench/threshold_rules.py bench/out/learnability/runs/store-s24-t8-f250-every5-centerface/steps300-batch32-cuda/*/seed*
+    python bench/threshold_rules.py bench/out/learnability/runs/store-s41-t8-f250-every5-centerface/steps600-batch32/*/seed*
     python bench/threshold_rules.py RUN [RUN ...] --store STORE.h5 --eps 0.02,0.05 --json rules.json
 """
 
@@ -91,10 +94,20 @@ def fold_predictions(run: Path, store: Path | None) -> list[dict[str, Any]]:
 
     recipe = Recipe.from_dict(yaml.safe_load((run / "recipe.yaml").read_text(encoding="utf-8")))
     store = store or Path(json.loads((run / "run.json").read_text(encoding="utf-8"))["store"])
-    labels = np.asarray(prepare_corpus(store, recipe).labels)
+    corpus = prepare_corpus(store, recipe)
+    labels = np.asarray(corpus.labels)
     folds = []
     for path in sorted(run.glob("fold*/best_predictions.safetensors")):
         tensors = load_file(str(path))
+        split_file = path.parent / "split.json"
+        if split_file.is_file():  # the logits index the store's rows: another build of it (other detections) misaligns them
+            test_subjects = json.loads(split_file.read_text(encoding="utf-8"))["test"]
+            expected = np.flatnonzero(np.isin(corpus.subjects, test_subjects))
+            if not np.array_equal(np.sort(tensors["test_rows"]), expected):
+                raise SystemExit(
+                    f"{store} is not the store {run} was trained on: {path.parent.name}'s test subjects have "
+                    f"{len(expected)} faces there, against {len(tensors['test_rows'])} rows of logits; pass that run's store with --store"
+                )
         result = json.loads((path.parent / "result.json").read_text(encoding="utf-8")) if (path.parent / "result.json").is_file() else {}
         folds.append({
             "fold": path.parent.name, "au_names": list(recipe.model.au_names),

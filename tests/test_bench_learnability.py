@@ -21,10 +21,10 @@ def test_the_check_trains_on_the_cpu_unless_told_and_keeps_gpu_runs_apart(bench,
 
     cpu = bench.parse_args(["--work", str(tmp_path)])
     recipe = bench.recipe_for(cpu, "auformer", "pretrained", weights, model_config, 6000, 2)
-    assert (recipe.train.device, recipe.optim.max_steps, recipe.data.batch_size, recipe.train.seed) == ("cpu", 300, 32, 2)
+    assert (recipe.train.device, recipe.optim.max_steps, recipe.data.batch_size, recipe.train.seed) == ("cpu", 600, 32, 2)
     assert recipe.model.backbone_weights == weights
     assert bench.run_folder(cpu, store, "auformer", "pretrained", 2) == (
-        tmp_path / "runs" / "store-x" / "steps300-batch32" / "auformer-pretrained" / "seed2"
+        tmp_path / "runs" / "store-x" / "steps600-batch32" / "auformer-pretrained" / "seed2"
     )
 
     gpu = bench.parse_args(["--work", str(tmp_path), "--device", "cuda:0", "--steps", "3000"])
@@ -38,10 +38,10 @@ def test_methods_and_precision_select_part_of_the_grid_and_name_the_runs(bench, 
     assert args.method_labels == ["AUFormer, synthface", "AUFormer, random"] and args.seed_list == [1]
     with pytest.raises(SystemExit):
         bench.parse_args(["--methods", "auformer,lora"])
-    assert bench.budget_name(bench.parse_args([])) == "steps300-batch32"
-    assert bench.budget_name(bench.parse_args(["--device", "cuda"])) == "steps300-batch32-cuda"
+    assert bench.budget_name(bench.parse_args([])) == "steps600-batch32"
+    assert bench.budget_name(bench.parse_args(["--device", "cuda"])) == "steps600-batch32-cuda"
     bf16 = bench.parse_args(["--device", "cuda", "--precision", "bf16"])
-    assert bench.budget_name(bf16) == "steps300-batch32-cuda-bf16"
+    assert bench.budget_name(bf16) == "steps600-batch32-cuda-bf16"
     weights, model_config = bench.backbone("embedded:synthface")
     assert bench.recipe_for(bf16, "linear", "pretrained", weights, model_config, 6000, 0).train.precision == "bf16"
     # on the CPU the recipe keeps its own precision (auto), so the CPU check's runs keep resuming
@@ -135,8 +135,8 @@ def test_recipe_overrides_reach_every_method_and_keep_their_runs_apart(bench, tm
     swapped = bench.parse_args(["--device", "cuda", "-o", "optim.moke_up_lr_scale=0.25", "-o", "optim.lr=5e-3"])
     for method, source in (("auformer", "pretrained"), ("linear", "pretrained"), ("auformer", "random")):
         recipe = bench.recipe_for(variant, method, source, weights, model_config, 6000, 0)
-        assert (recipe.optim.lr, recipe.optim.moke_up_lr_scale, recipe.optim.max_steps) == (5e-3, 0.25, 300)
+        assert (recipe.optim.lr, recipe.optim.moke_up_lr_scale, recipe.optim.max_steps) == (5e-3, 0.25, 600)
         assert recipe.train.method == method
-    assert bench.budget_name(plain) == "steps300-batch32-cuda"
-    assert bench.budget_name(variant).startswith("steps300-batch32-cuda-o") and len(bench.budget_name(variant)) == len("steps300-batch32-cuda-o") + 8
+    assert bench.budget_name(plain) == "steps600-batch32-cuda"
+    assert bench.budget_name(variant).startswith("steps600-batch32-cuda-o") and len(bench.budget_name(variant)) == len("steps600-batch32-cuda-o") + 8
     assert bench.budget_name(variant) == bench.budget_name(swapped)  # the order of the flags does not matter

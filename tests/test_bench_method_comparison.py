@@ -28,7 +28,7 @@ def test_every_method_gets_the_same_budget_and_the_default_is_learnabilitys_reci
     recipes = {m: bench.method_recipe(args, m, weights, model_config, 6000, seed=1) for m in bench.METHODS}
     for method, recipe in recipes.items():
         assert recipe.train.method == method
-        assert (recipe.optim.max_steps, recipe.data.batch_size, recipe.optim.lr) == (300, 32, bench.recipe_lr())
+        assert (recipe.optim.max_steps, recipe.data.batch_size, recipe.optim.lr) == (600, 32, bench.recipe_lr())
         assert recipe.optim.warmup_epochs == recipes["auformer"].optim.warmup_epochs
         assert recipe.model.backbone_weights == weights and recipe.train.train_fraction == 1.0 and recipe.train.seed == 1
     # the recipe's learning rate and all subjects: learnability.py's recipe and run folder, so the two scripts share runs
@@ -38,7 +38,7 @@ def test_every_method_gets_the_same_budget_and_the_default_is_learnabilitys_reci
     tag = bench.learnability.weights_tag(weights)  # the backbone file's sha256, as learnability.py names its runs
     assert tag == "pretrained-" + json.loads(Path(weights).with_suffix(".json").read_text())["weights"]["sha256"][:8]
     assert bench.run_folder(tmp_path, store, args, "linear", 1, lr=None, fraction=1.0, weights=weights) == (
-        tmp_path / "runs" / "store-x" / "steps300-batch32" / f"linear-{tag}" / "seed1"
+        tmp_path / "runs" / "store-x" / "steps600-batch32" / f"linear-{tag}" / "seed1"
     )
     assert bench.learnability.run_folder(
         bench.learnability.parse_args(["--work", str(tmp_path)]), store, "linear", tag, 1
@@ -48,9 +48,9 @@ def test_every_method_gets_the_same_budget_and_the_default_is_learnabilitys_reci
     )
 
     small = bench.method_recipe(args, "full", weights, model_config, 6000, seed=0, lr=3e-3, fraction=0.1)
-    assert (small.optim.lr, small.train.train_fraction, small.optim.max_steps) == (3e-3, 0.1, 300)
-    # warm-up stays ~10% of the steps: ~2/3 x 85% of 600 faces / 32 = 10.6 batches per epoch
-    assert small.optim.warmup_epochs * (600 * (2 / 3) * 0.85 / 32) == pytest.approx(30, rel=1e-3)
+    assert (small.optim.lr, small.train.train_fraction, small.optim.max_steps) == (3e-3, 0.1, 600)
+    # warm-up stays ~10% of the 600 steps: ~2/3 x 85% of 600 faces (10% of 6,000) / 32 = 10.6 batches per epoch
+    assert small.optim.warmup_epochs * (600 * (2 / 3) * 0.85 / 32) == pytest.approx(60, rel=1e-3)
 
 
 def test_arguments_select_part_of_the_grid(bench):
@@ -119,7 +119,7 @@ def test_summary_chooses_the_learning_rate_on_validation_and_reports_its_test_fi
     assert result["full_over_auformer_parameters"] == 50.0
 
     defaults = bench.parse_args([])
-    assert bench.cpu_estimate(summary, defaults, bench.METHODS, 1) == {"auformer": pytest.approx(1.5 * 300 * 3 * 3 / 3600)}
+    assert bench.cpu_estimate(summary, defaults, bench.METHODS, 1) == {"auformer": pytest.approx(1.5 * 600 * 3 * 3 / 3600)}
 
 
 def _body(table) -> list[list[str]]:

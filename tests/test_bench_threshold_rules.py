@@ -54,3 +54,7 @@ def test_a_runs_folds_are_re_scored_and_the_fitted_rule_reproduces_the_trainer(b
     assert payload["groups"]["steps3/linear"]["folds"] == 3 and (tmp_path / "rules.json").is_file()
     with pytest.raises(SystemExit, match="no fold predictions"):
         bench.main([str(tmp_path)])
+    # a rebuild of the store with other faces misaligns the logits' rows: a plain stop, not misaligned figures
+    other = make_toy_store(tmp_path / "other.h5", subjects=6, frames=9)
+    with pytest.raises(SystemExit, match="is not the store"):
+        bench.score_run(run, other, [0.05])
