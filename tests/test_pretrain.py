@@ -173,6 +173,23 @@ def test_embedded_backbone_matches_its_card_and_loads_into_auformer():
     assert out.logits.shape == (1, 12) and torch.isfinite(out.logits).all()
 
 
+def test_the_shipped_model_card_is_its_json_card_rendered_with_its_evaluations():
+    from pathlib import Path
+
+    from aucli.pretrain.card import card_markdown
+
+    entry = embedded_backbone("synthface")
+    shipped = (Path(__file__).resolve().parents[1] / "models" / "cards" / f"{entry.data['name']}.md").read_text(encoding="utf-8")
+    assert shipped == card_markdown(entry.data)
+    evaluation = shipped.split("## Evaluations", 1)[1].split("## Use", 1)[0]
+    assert "| AUFormer on this backbone | 57.5 ± 0.4 | 75.6 |" in evaluation and "learnability.json" in evaluation
+    # the table takes a plain fraction or [mean, std], and a model without a metric gets an empty cell
+    extra = {"task": "t", "setting": "s", "source": "x", "results": {"a": {"F1": 0.5}, "b": {"F1": [0.25, 0.01], "AUC": 0.6}}}
+    lines = card_markdown({**entry.data, "evaluations": [extra]}).splitlines()
+    assert "| a | 50.0 | - |" in lines and "| b | 25.0 ± 1.0 | 60.0 |" in lines
+    assert "## Evaluations" not in card_markdown({k: v for k, v in entry.data.items() if k != "evaluations"})
+
+
 def test_install_publishes_an_embedded_and_registered_backbone(tiny_run, tmp_path):
     from aucli.model.registry import load_registry
     from aucli.pretrain import install_backbone

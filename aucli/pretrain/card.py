@@ -127,6 +127,36 @@ def _probe_notes(probe: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _evaluation_lines(evaluations: list[dict[str, Any]]) -> list[str]:
+    """``## Evaluations``: downstream results measured after pretraining (added to the card by hand, with their source).
+
+    Each entry: ``task`` (what was measured, on what data), ``setting`` (budget, folds, seeds, device),
+    ``results`` (model -> {metric: a fraction, or [mean, std] over seeds}), ``source`` (the command
+    and where its figures are kept).
+    """
+    if not evaluations:
+        return []
+    lines = ["## Evaluations", ""]
+    for entry in evaluations:
+        metrics = list(dict.fromkeys(metric for scores in entry["results"].values() for metric in scores))
+        lines += [
+            f"{entry['task']}; {entry['setting']}. Percent. Source: {entry['source']}.",
+            "",
+            "| model | " + " | ".join(metrics) + " |",
+            "| --- | " + " | ".join("---:" for _ in metrics) + " |",
+        ]
+        for model, scores in entry["results"].items():
+            lines.append(f"| {model} | " + " | ".join(_mean_std(scores.get(metric)) for metric in metrics) + " |")
+        lines.append("")
+    return lines
+
+
+def _mean_std(value: float | list[float] | None) -> str:
+    if isinstance(value, (list, tuple)):
+        return f"{_pct(value[0])} ± {_pct(value[1])}"
+    return _pct(value)
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """The card for people: what the encoder is, how it was trained, what it measured, how to use it."""
     pre = card["pretraining"]
@@ -178,6 +208,7 @@ def card_markdown(card: dict[str, Any]) -> str:
             for kind, score in kinds.items():
                 lines.append(f"| {encoder}, {kind} | {_pct(score['mean_auc'])} | {_pct(score['mean_f1'])} |")
         lines.append("")
+    lines += _evaluation_lines(card.get("evaluations") or [])
     model = card["model_config"]
     lines += [
         "## Use",

@@ -9,7 +9,9 @@ A pretrained encoder is two files with one stem (format ``aucli-backbone-1``):
   num_classes=0, img_size=..., **overrides)``. Its safetensors metadata (key ``aucli``, JSON) repeats
   the format and architecture.
 - ``STEM.json``: the model card as data: architecture name and overrides, image size, mean and
-  std, the weight file's sha256 and size, pretraining settings, loss curve summary, probe figures.
+  std, the weight file's sha256 and size, pretraining settings, loss curve summary, probe figures,
+  and optionally ``evaluations``: downstream results measured later, each with its source (see
+  :func:`aucli.pretrain.card.card_markdown`; publishing a new run starts without them).
 
 The package ships one such pair in ``aucli/assets/`` (the embedded default, used by the demo and
 the learnability benchmark): :func:`resolve_backbone_weights` turns ``embedded:synthface`` into its
