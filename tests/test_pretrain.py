@@ -183,7 +183,7 @@ def test_the_shipped_model_card_is_its_json_card_rendered_with_its_evaluations()
     assert shipped == card_markdown(entry.data)
     evaluation = shipped.split("## Evaluations", 1)[1].split("## Use", 1)[0]
     assert "| AUFormer on this backbone | 57.5 ± 0.4 | 75.6 |" in evaluation and "learnability.json" in evaluation
-    # the table takes a plain fraction or [mean, std], and a model without a metric gets an empty cell
+    # the table takes a plain fraction or [mean, std], and a model without a metric gets "-"
     extra = {"task": "t", "setting": "s", "source": "x", "results": {"a": {"F1": 0.5}, "b": {"F1": [0.25, 0.01], "AUC": 0.6}}}
     lines = card_markdown({**entry.data, "evaluations": [extra]}).splitlines()
     assert "| a | 50.0 | - |" in lines and "| b | 25.0 ± 1.0 | 60.0 |" in lines
