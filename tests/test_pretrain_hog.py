@@ -26,9 +26,9 @@ def test_orientation_lands_in_the_right_bin_and_each_patch_is_normalised():
     per_bin_v = vertical.reshape(1, 4, 4, bins).sum(dim=(0, 1, 2))
     per_bin_h = horizontal.reshape(1, 4, 4, bins).sum(dim=(0, 1, 2))
     # gradient angle 0 (along x) sits between the first and last bin centres (pi/18 and pi - pi/18)
-    assert per_bin_v[[0, bins - 1]].sum() == pytest.approx(per_bin_v.sum(), rel=1e-5)
+    assert float(per_bin_v[[0, bins - 1]].sum()) == pytest.approx(float(per_bin_v.sum()), rel=1e-5)
     # gradient angle pi/2 (along y): the middle bin, centre 4.5 * pi / 9
-    assert per_bin_h[bins // 2] == pytest.approx(per_bin_h.sum(), rel=1e-5)
+    assert float(per_bin_h[bins // 2]) == pytest.approx(float(per_bin_h.sum()), rel=1e-5)
     assert torch.allclose(vertical.pow(2).mean(dim=-1), torch.ones(1, 4), atol=1e-5)
 
 
