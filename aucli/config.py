@@ -311,6 +311,11 @@ class TrainConfig(Section):
     thresholds: ThresholdPolicy = option("fitted", "per-AU thresholds: fitted on the validation subjects (F1-optimal), or fixed at 0.5")
     save_every: int = option(0, "also save the resumable state every this many optimiser steps (0: at the end of each epoch)", min=0)
     log_every: int = option(10, "optimiser steps between metrics log lines", min=1)
+    init_from: str | None = option(
+        None,
+        "start from this AUFormer checkpoint (a path or a registered name): its experts and heads initialise the model "
+        "(the recipe's model section must build the same model); null: experts start at zero",
+    )
 
 
 @dataclass

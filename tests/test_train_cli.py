@@ -127,3 +127,35 @@ def test_help_has_examples(runner):
     for command in ("train", "eval"):
         result = runner.invoke(cli, [command, "--help"])
         assert result.exit_code == 0 and "Examples:" in result.output
+
+
+def test_init_from_starts_a_run_from_a_checkpoint_and_refuses_another_model(smoke_run, toy_store, tmp_path):
+    import torch
+    from click.testing import CliRunner
+
+    from aucli.config import Recipe
+    from aucli.model.auformer import build_model
+    from aucli.model.checkpoint import init_from_checkpoint
+
+    result, out = smoke_run
+    assert result.exit_code == 0, result.output
+    best = out / "fold1" / "best.json"
+    recipe = Recipe.from_dict(yaml.safe_load((out / "recipe.yaml").read_text()))
+    model = build_model(recipe.model, weights="random")
+    before = {k: v.clone() for k, v in model.trainable_state_dict().items()}
+    init_from_checkpoint(model, best)
+    saved = load_tensors(out / "fold1" / "best.safetensors")
+    after = model.trainable_state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in after)
+    assert all(torch.equal(after[k], saved[k]) for k in after)
+    assert all(torch.equal(v, saved[f"backbone.{k}"]) for k, v in model.backbone.state_dict().items())
+
+    # the CLI: fine-tune from the checkpoint; then a recipe that builds another model is refused in one line
+    tuned = tmp_path / "tuned"
+    args = ["train", str(toy_store), "--out", str(tuned), "--max-steps", "2", "--batch-size", "16", "--quiet",
+            *toy_override_args(), "--workers", "0", "--init-from", str(best)]
+    ok = CliRunner().invoke(cli, args)
+    assert ok.exit_code == 0, ok.output
+    assert yaml.safe_load((tuned / "recipe.yaml").read_text())["train"]["init_from"] == str(best)
+    other = CliRunner().invoke(cli, [*args[:3], str(tmp_path / "other"), *args[4:], "-o", "model.moke.bottleneck=2"])
+    assert other.exit_code != 0 and "describes another model" in other.output and "Traceback" not in other.output

@@ -38,11 +38,12 @@ def parse_fold(value: str | None) -> int | str | None:
 @click.option("--seed", type=click.IntRange(min=0), help="train.seed")
 @click.option("--train-fraction", type=click.FloatRange(min=0, max=1, min_open=True), help="train.train_fraction: share of training subjects.")
 @click.option("--backbone-weights", help="model.backbone_weights: a local weight file, 'hub' or 'random'.")
+@click.option("--init-from", help="train.init_from: start AUFormer from this checkpoint (path or registered name) and fine-tune it.")
 @device_option
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
 @json_option
 def train(store, recipe_path, out, fold, method, resume, overrides, labels, epochs, max_steps, batch_size, lr, workers, seed,
-          train_fraction, backbone_weights, device, quiet, as_json) -> None:
+          train_fraction, backbone_weights, init_from, device, quiet, as_json) -> None:
     """Train on STORE's labelled faces with subject-independent folds.
 
     Each fold tests on one partition of subjects (BP4D / DISFA: the official 3-fold partitions);
@@ -58,6 +59,7 @@ def train(store, recipe_path, out, fold, method, resume, overrides, labels, epoc
       aucli train bp4d.h5 --recipe recipes/bp4d.yaml --fold all --out runs/bp4d
       aucli train bp4d.h5 --recipe recipes/bp4d.yaml --method lora --train-fraction 0.3 --out runs/lora30
       aucli train bp4d.h5 --recipe recipes/bp4d.yaml --out runs/bp4d --resume
+      aucli train synth.h5 --recipe recipes/synthetic.yaml --init-from synthface-auformer --out runs/tuned
       torchrun --nproc-per-node 4 -m aucli train bp4d.h5 --recipe recipes/bp4d.yaml --out runs/ddp
     """
     from aucli.config import Recipe, layered_recipe_data
@@ -76,6 +78,7 @@ def train(store, recipe_path, out, fold, method, resume, overrides, labels, epoc
         "train.seed": seed,
         "train.train_fraction": train_fraction,
         "model.backbone_weights": backbone_weights,
+        "train.init_from": init_from,
         "train.device": device if device != "auto" else None,
     }
     data = layered_recipe_data(recipe_path, overrides, flags)

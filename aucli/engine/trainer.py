@@ -676,6 +676,7 @@ def train(
         if ctx.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
+        init_model = _init_from(recipe)
         results = []
         for fold in folds:
             folder = out / f"fold{fold}"
@@ -684,7 +685,7 @@ def train(
                 results.append(FoldResult.from_dict(read_json(finished), folder))
                 continue
             result = train_fold(corpus, fold, recipe, folder=folder, ctx=ctx, resume=resume, weights=weights,
-                                show_progress=show_progress, on_step=on_step)
+                                show_progress=show_progress, on_step=on_step, init_model=init_model)
             results.append(result)
             run = TrainResult(out, recipe, list(recipe.model.au_names), corpus.label_set, results)
             if ctx.is_main:
@@ -692,6 +693,20 @@ def train(
         return TrainResult(out, recipe, list(recipe.model.au_names), corpus.label_set, results)
     finally:
         ctx.close()
+
+
+def _init_from(recipe: Recipe) -> Callable[[nn.Module], None] | None:
+    """The ``init_model`` hook of ``train.init_from`` (checked before any fold trains), or None."""
+    if not recipe.train.init_from:
+        return None
+    from aucli.model.checkpoint import init_from_checkpoint, read_checkpoint_metadata
+    from aucli.model.registry import resolve_checkpoint
+
+    if recipe.train.method != "auformer":
+        raise UsageError(f"train.init_from starts AUFormer from a checkpoint; train.method is {recipe.train.method!r}")
+    meta_path = resolve_checkpoint(recipe.train.init_from)
+    read_checkpoint_metadata(meta_path)
+    return lambda model: init_from_checkpoint(model, meta_path)
 
 
 def _write_summary(run: TrainResult) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "load_checkpoint",
     "checkpoint_model_config",
     "file_sha256",
+    "init_from_checkpoint",
 ]
 
 CHECKPOINT_FORMAT = "aucli-checkpoint-1"
@@ -291,3 +292,46 @@ def _threshold_list(thresholds: Sequence[float] | Mapping[str, float] | None, au
     return values
 
 
+
+
+def init_from_checkpoint(model: torch.nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load an AUFormer checkpoint's trainable tensors (experts, heads) into ``model``; returns its metadata.
+
+    ``model`` must be the model the checkpoint describes: the same model section of the recipe
+    (backbone, overrides, image size, AUs, MoKE, heads), apart from where the backbone weights are
+    read from. A backbone file must be the same file (sha256) the checkpoint was trained on.
+    The checkpoint's thresholds are not used: a run fits its own.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights_path, meta_path = checkpoint_paths(path)
+    meta = read_checkpoint_metadata(path)
+    if meta["method"] != "auformer":
+        raise ModelError(f"{meta_path} is a {meta['method']!r} checkpoint; train.init_from takes AUFormer checkpoints")
+    theirs = checkpoint_model_config(meta).to_dict()
+    ours = model.cfg.to_dict()
+    differ = sorted(k for k in set(theirs) | set(ours) if k != "backbone_weights" and theirs.get(k) != ours.get(k))
+    if differ:
+        shown = "; ".join(f"model.{k}: checkpoint {theirs.get(k)!r}, recipe {ours.get(k)!r}" for k in differ[:3])
+        raise ModelError(f"train.init_from {meta_path} describes another model ({shown}); use the checkpoint's model section")
+    recorded = meta.get("backbone_sha256")
+    source = str(getattr(model, "backbone_source", ""))
+    if recorded and Path(source).is_file() and file_sha256(source) != recorded:
+        raise ModelError(f"train.init_from {meta_path} was trained on another backbone file than {source} (sha256 differs)")
+    try:
+        tensors = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError) as error:
+        raise ModelError(f"{weights_path} is not a readable safetensors file: {error}") from None
+    if meta.get("backbone_in_checkpoint"):
+        # a random backbone lives in the checkpoint: the run must use that very backbone, not a fresh draw
+        backbone = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
+        _load_exactly(model.backbone, {k: v.to(next(model.backbone.parameters()).device) for k, v in backbone.items()},
+                      weights_path, "backbone")
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("backbone.")}
+    expected = model.trainable_state_dict()
+    if set(tensors) != set(expected) or any(tuple(tensors[k].shape) != tuple(expected[k].shape) for k in expected):
+        raise ModelError(f"{weights_path} does not fit the model its JSON describes; the two files come from different checkpoints")
+    device = next(iter(expected.values())).device
+    model.load_state_dict({k: v.to(device) for k, v in tensors.items()}, strict=False)
+    return meta
