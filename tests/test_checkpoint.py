@@ -201,3 +201,26 @@ def test_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "tiny-5au.safetensors").unlink()
     with pytest.raises(ModelError, match=r"its weights file .*tiny-5au\.safetensors is not present"):
         resolve_checkpoint("tiny")
+
+
+def test_a_checkpoint_made_on_another_machine_finds_the_embedded_backbone_here(tmp_path):
+    from aucli.pretrain.weights import resolve_backbone_weights
+
+    cfg = ModelConfig(backbone="vit_tiny_patch16_224", backbone_overrides={"depth": 6, "patch_size": 8}, img_size=112,
+                      backbone_weights="embedded:synthface", au_names=["AU1", "AU2", "AU12"])
+    model = trained(build_model(cfg))
+    save_checkpoint(tmp_path / "m", model)
+    local = resolve_backbone_weights("embedded:synthface")
+    meta_path = tmp_path / "m.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["backbone_source"] == local
+    meta["backbone_source"] = "/elsewhere/site-packages/aucli/assets/synthface_vit_s112.safetensors"
+    meta_path.write_text(json.dumps(meta))
+    loaded, read = load_checkpoint(tmp_path / "m")
+    assert read["backbone_source"] == local
+    for name, tensor in model.trainable_state_dict().items():
+        assert torch.equal(loaded.trainable_state_dict()[name], tensor)
+    meta["backbone_sha256"] = "0" * 64  # another backbone file: the local copy must not stand in for it
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="not there"):
+        load_checkpoint(tmp_path / "m")

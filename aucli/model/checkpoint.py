@@ -96,9 +96,35 @@ def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
     for key in ("method", "au_names", "recipe"):
         if key not in meta:
             raise ModelError(f"{meta_path} lacks {key!r}; the file is damaged or was edited by hand")
+    meta["backbone_source"] = _local_backbone_source(meta)
     if not weights_path.is_file():
         raise ModelError(f"checkpoint weights not found: {weights_path} (next to {meta_path.name})")
     return meta
+
+
+def _local_backbone_source(meta: Mapping[str, Any]) -> Any:
+    """The recorded backbone file, or this installation's copy of the same embedded backbone.
+
+    A checkpoint records the backbone file's absolute path. For a backbone that ships with aucli
+    (``model.backbone_weights: embedded:NAME``) that path is another machine's on a checkpoint made
+    elsewhere (the registered ones): the local embedded file stands in when its sha256 is the one
+    recorded.
+    """
+    source = meta.get("backbone_source")
+    spec = (meta.get("recipe") or {}).get("model", {}).get("backbone_weights")
+    if not isinstance(source, str) or source in ("hub", "random") or Path(source).is_file():
+        return source
+    if not (isinstance(spec, str) and spec.startswith("embedded:")):
+        return source
+    from aucli.pretrain.weights import resolve_backbone_weights
+
+    try:
+        local = resolve_backbone_weights(spec)
+    except AucliError:
+        return source
+    if local and meta.get("backbone_sha256") and file_sha256(local) == meta["backbone_sha256"]:
+        return local
+    return source
 
 
 def checkpoint_model_config(meta: Mapping[str, Any]) -> ModelConfig:
