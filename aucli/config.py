@@ -12,7 +12,7 @@ field of :class:`Recipe`; loading, overrides, validation and ``to_dict`` then wo
 
 Example::
 
-    recipe = load_recipe("recipes/bp4d.yaml", ["model.moke.bottleneck=16", "loss.margin=0.1"])
+    recipe = load_recipe("bp4d", ["model.moke.bottleneck=16", "loss.margin=0.1"])  # a packaged recipe, or a path
     recipe.model.moke.bottleneck  # 16
 """
 
@@ -360,6 +360,8 @@ def to_plain(section: Any) -> Any:
 def load_recipe(path: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] = ()) -> Recipe:
     """Resolve a recipe: defaults < the YAML file at ``path`` (optional) < ``overrides``.
 
+    ``path`` may also name a packaged recipe: ``load_recipe("synthetic")`` (see :func:`read_yaml`).
+
     ``overrides`` is a list of ``"key.sub=value"`` strings (values parsed as YAML scalars/lists) or
     a mapping of dotted keys to values. Raises :class:`UsageError` for unknown keys and bad values.
     """
@@ -368,12 +370,16 @@ def load_recipe(path: str | Path | None = None, overrides: Mapping[str, Any] | S
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A recipe file as a dict (``yaml.safe_load``); a clear error for missing or malformed files."""
+    """A recipe file as a dict (``yaml.safe_load``); a clear error for missing or malformed files.
+
+    ``path`` is a file, or the name of a packaged recipe (``synthetic``, ``synthetic.yaml``,
+    ``recipes/synthetic.yaml``) when no such file exists (:func:`aucli.resources.resolve_recipe`).
+    """
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"recipe file not found: {path}")
+    from aucli.resources import resolve_recipe
+
+    path = resolve_recipe(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:

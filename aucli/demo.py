@@ -23,7 +23,7 @@ from typing import Any
 from aucli.errors import UsageError
 
 #: The recipe the demo trains with, found beside the package in a source checkout.
-RECIPE_PATH = Path(__file__).resolve().parent.parent / "recipes" / "synthetic.yaml"
+RECIPE_PATH = Path(__file__).resolve().parent / "recipes" / "synthetic.yaml"
 
 
 @dataclass

@@ -357,7 +357,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=120, help="frames per task")
     parser.add_argument("--size", type=int, default=128, help="rendered frame size")
     parser.add_argument("--crop", type=int, default=128, help="stored face crop size")
-    parser.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "recipes" / "synthetic.yaml"))
+    parser.add_argument("--recipe", default="synthetic", help="recipe YAML or packaged recipe name [default: synthetic]")
     parser.add_argument("--override", "-o", action="append", default=[], help="recipe KEY=VALUE (repeatable)")
     parser.add_argument("--img-size", type=int, help="model input size  [default: the recipe's]")
     parser.add_argument("--epochs", type=int, help="training epochs  [default: the recipe's]")

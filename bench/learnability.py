@@ -205,7 +205,7 @@ def recipe_for(
         "train.eval_every": 100000,
         "train.select_by": "last",
     }
-    data = merge_dicts(read_yaml(ROOT / "recipes" / "synthetic.yaml"), parse_overrides(overrides))
+    data = merge_dicts(read_yaml("synthetic"), parse_overrides(overrides))
     if getattr(args, "override", None):
         data = merge_dicts(data, parse_overrides(args.override))
     data["model"]["backbone_overrides"] = dict(model_config["backbone_overrides"])  # replaced whole, not merged key by key

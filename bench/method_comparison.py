@@ -83,11 +83,12 @@ for _path in (str(ROOT), str(BENCH)):
         sys.path.insert(0, _path)
 
 import learnability  # (the corpus, store, backbone and fixed-budget recipe of issue 4's check)
+from aucli.resources import recipe_path
 
 METHODS = ("auformer", "linear", "adaptformer", "lora", "full")
 EFFICIENCY_METHODS = ("auformer", "full")
 PEFT_BASELINES = ("linear", "adaptformer", "lora")
-RECIPE = ROOT / "recipes" / "synthetic.yaml"
+RECIPE = recipe_path("synthetic")
 
 
 # ------------------------------------------------------------------------------------ arguments

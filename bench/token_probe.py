@@ -75,7 +75,7 @@ def probe_recipe(store: Path, labels: str | None, weights: str, random_init: boo
         "train.protocol": "auto",
         "train.seed": seed,
     }
-    data = merge_dicts(read_yaml(ROOT / "recipes" / "synthetic.yaml"), parse_overrides(overrides))
+    data = merge_dicts(read_yaml("synthetic"), parse_overrides(overrides))
     data["model"]["backbone_overrides"] = dict(model_config["backbone_overrides"])
     return Recipe.from_dict(data)
 

@@ -1,10 +1,10 @@
 """Training speed: the real trainer (``aucli train``) on a store, timed from outside; img/s and peak memory.
 
-    python bench/train_speed.py STORE [--recipe recipes/bp4d.yaml] [-o KEY=VALUE ...] [--batch N]
+    python bench/train_speed.py STORE [--recipe bp4d] [-o KEY=VALUE ...] [--batch N]
                                 [--workers N] [--device auto] [--epochs 1] [--skip 5] [--threads 2]
                                 [--no-loader-pass] [--json]
 
-The recipe (default ``recipes/bp4d.yaml``: ViT-B/16 at 224 px, the 12 BP4D AUs, MoKE d = 8) is
+The recipe (default: the packaged ``bp4d``: ViT-B/16 at 224 px, the 12 BP4D AUs, MoKE d = 8) is
 resolved as ``aucli train`` does, with random backbone weights, the balanced protocol (any subject
 names), fold 1 and one epoch unless ``-o`` says otherwise. The script then, in one process:
 
@@ -40,8 +40,6 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-REPO = Path(__file__).resolve().parents[1]
-
 #: Overrides applied before the user's ``-o``: a speed run needs no weights file and no BP4D names.
 BASE_OVERRIDES = {
     "model.backbone_weights": "random",
@@ -55,7 +53,7 @@ BASE_OVERRIDES = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("store", help="an HDF5 store with one label set (aucli preprocess / aucli synth --store)")
-    parser.add_argument("--recipe", default=str(REPO / "recipes" / "bp4d.yaml"), help="recipe YAML [default: recipes/bp4d.yaml]")
+    parser.add_argument("--recipe", default="bp4d", help="recipe YAML or packaged recipe name [default: bp4d]")
     parser.add_argument(
         "-o", "--override", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="recipe field (repeatable)"
     )

@@ -10,8 +10,9 @@ import yaml
 from aucli.aus import BP4D_AUS, DISFA_AUS, au_name
 from aucli.config import LossConfig, ModelConfig, MoKEConfig, Recipe, config_keys, load_recipe, parse_overrides
 from aucli.errors import UnknownAUError, UsageError
+from aucli.resources import recipes_dir
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = recipes_dir()
 
 
 def write(tmp_path: Path, text: str) -> Path:

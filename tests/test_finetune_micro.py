@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,7 +176,7 @@ def test_the_casme2_recipe_resolves_to_the_finetune_defaults():
     from aucli.config import read_yaml
     from aucli.engine.micro import MICRO_DEFAULTS, MicroConfig
 
-    recipe, micro = split_micro_recipe(read_yaml(Path(__file__).parents[1] / "recipes" / "casme2.yaml"))
+    recipe, micro = split_micro_recipe(read_yaml("casme2"))
     assert {k: getattr(recipe.optim, k) for k in MICRO_DEFAULTS["optim"]} == MICRO_DEFAULTS["optim"]
     assert micro.aus == ["AU1", "AU2", "AU4", "AU7", "AU12", "AU14", "AU15", "AU17"]
     assert {k: v for k, v in micro.to_dict().items() if k != "aus"} == {k: v for k, v in MicroConfig().to_dict().items() if k != "aus"}

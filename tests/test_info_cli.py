@@ -15,8 +15,9 @@ from aucli.cli.main import cli
 from aucli.config import ModelConfig
 from aucli.model import AUFormer
 from aucli.model.checkpoint import save_checkpoint
+from aucli.resources import recipes_dir
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = recipes_dir()
 
 
 def expected_expert_parameters(dim: int, depth: int, n_aus: int, d: int, n_dilations: int = 3) -> int:

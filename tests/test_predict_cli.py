@@ -93,6 +93,42 @@ def test_missing_checkpoint_is_one_error_line(media, tmp_path, runner) -> None:
     assert not (tmp_path / "o").exists()
 
 
+def test_without_a_checkpoint_the_registered_models_are_listed(tmp_path, runner, monkeypatch) -> None:
+    from aucli.model.registry import load_registry, registered_backbones
+
+    args = ["predict", str(tmp_path / "a.mp4"), "--out", str(tmp_path / "o")]
+    monkeypatch.delenv("AUCLI_MODELS", raising=False)  # the shipped registry, whatever it lists
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output and not (tmp_path / "o").exists()
+    assert result.output.startswith("Error: no checkpoint given: pass --checkpoint NAME (a registered checkpoint) or --checkpoint PATH")
+    shipped = load_registry()
+    for name in [*shipped, *registered_backbones()]:
+        assert name in result.output
+    assert ("No checkpoint is registered yet" in result.output) == (not shipped)
+    assert "synthface-vit-s112 (vit_tiny_patch16_224, 112 px, embedded:synthface)" in flat(result.output)
+
+    # a registry with checkpoints: one line each (name, backbone, AUs) and how to pick one
+    entry = {"files": {"weights": "x.safetensors", "config": "x.json"}, "sha256": {}, "size": {}, "card": "cards/x.md"}
+    registry = {"format_version": 1, "checkpoints": {
+        "tiny-b": {**entry, "backbone": "vit_tiny_patch16_224", "au_names": ["AU1", "AU2", "AU12"]},
+        "tiny-a": {**entry, "backbone": "vit_base_patch16_224", "au_names": ["AU4"]},
+    }}
+    (tmp_path / "registry.json").write_text(json.dumps(registry))
+    monkeypatch.setenv("AUCLI_MODELS", str(tmp_path))
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Error: no checkpoint given") and lines[1] == f"Registered checkpoints ({tmp_path / 'registry.json'}):"
+    assert lines[2:4] == ["  tiny-a  backbone vit_base_patch16_224, 1 AU: AU4", "  tiny-b  backbone vit_tiny_patch16_224, 3 AUs: AU1 AU2 AU12"]
+    assert lines[4] == "Pick one with --checkpoint tiny-a (or another name above), or pass a checkpoint file." and len(lines) == 5
+
+    # an empty registry says so, and how to get a checkpoint
+    (tmp_path / "registry.json").write_text(json.dumps({"format_version": 1, "checkpoints": {}}))
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2
+    assert "No checkpoint is registered yet" in result.output and "aucli train STORE.h5 --recipe synthetic" in result.output
+
+
 def test_usage_errors(media, checkpoints, tmp_path, runner, monkeypatch) -> None:
     ck = str(checkpoints[0])
     result = runner.invoke(cli, ["predict", str(media), "-c", ck, *FAST])

@@ -174,12 +174,11 @@ def test_embedded_backbone_matches_its_card_and_loads_into_auformer():
 
 
 def test_the_shipped_model_card_is_its_json_card_rendered_with_its_evaluations():
-    from pathlib import Path
-
     from aucli.pretrain.card import card_markdown
+    from aucli.resources import card_path
 
     entry = embedded_backbone("synthface")
-    shipped = (Path(__file__).resolve().parents[1] / "models" / "cards" / f"{entry.data['name']}.md").read_text(encoding="utf-8")
+    shipped = card_path(entry.data["name"]).read_text(encoding="utf-8")
     assert shipped == card_markdown(entry.data)
     evaluation = shipped.split("## Evaluations", 1)[1].split("## Use", 1)[0]
     assert "| AUFormer on this backbone | 57.5 ± 0.4 | 75.6 |" in evaluation and "learnability.json" in evaluation

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from aucli.cli.options import device_option, echo_json, json_option, store_argument
+from aucli.cli.options import RECIPE, device_option, echo_json, json_option, store_argument
 
 
 class AuditGroup(click.Group):
@@ -88,7 +88,7 @@ def _with(options):
 @audit.command("run")
 @store_argument()
 @click.option("--labels", help="Label set to audit.  [default: the store's only set]")
-@click.option("--recipe", "recipe_path", type=click.Path(exists=True, dir_okay=False), help="Training recipe of the fold models.")
+@click.option("--recipe", "recipe_path", type=RECIPE, help="Training recipe of the fold models: a YAML file or a packaged recipe (synthetic, bp4d, ...).")
 @click.option("--override", "-o", "overrides", multiple=True, metavar="KEY=VALUE", help="Set a recipe field (repeatable).")
 @click.option("--folds", type=click.IntRange(min=2), help="Subject folds to train.  [default: the recipe's]")
 @click.option("--out", "run_dir", type=click.Path(file_okay=False), help="Folder of the fold models.  [default: beside the store]")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from aucli.cli.options import device_option, echo_json, json_option, store_argument
+from aucli.cli.options import RECIPE, device_option, echo_json, json_option, store_argument
 
 
 @click.command("finetune-micro")
 @store_argument()
 @click.option("--checkpoint", "-c", required=True, help="AUFormer checkpoint (NAME.safetensors / NAME.json) or a registry name.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (created; --resume continues it).")
-@click.option("--recipe", "recipe_path", type=click.Path(exists=True, dir_okay=False), help="Recipe YAML, e.g. recipes/casme2.yaml (no model: section).")
+@click.option("--recipe", "recipe_path", type=RECIPE, help="Recipe YAML (no model: section), or the packaged casme2.")
 @click.option("--labels", help="Micro-expression label set.  [default: the store's only casme2 set]")
 @click.option("--aus", help="AUs to fine-tune (micro.aus): casme2 or a list like 1,2,4,12.  [default: all the checkpoint and labels share]")
 @click.option("--protocol", type=click.Choice(("loso", "kfold")), help="micro.protocol: leave-one-subject-out or subject k-fold.  [default: loso]")

@@ -18,6 +18,26 @@ device_option = click.option(
 )
 
 
+class RecipeType(click.ParamType):
+    """A recipe: a YAML file, or a packaged recipe's name (``synthetic``, ``synthetic.yaml``,
+    ``recipes/synthetic.yaml``) when no such file exists; converts to the file's path."""
+
+    name = "recipe"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from aucli.errors import UsageError
+        from aucli.resources import resolve_recipe
+
+        try:
+            return str(resolve_recipe(value))
+        except UsageError as error:
+            self.fail(str(error), param, ctx)
+
+
+#: The type of every ``--recipe`` option.
+RECIPE = RecipeType()
+
+
 def store_argument(exists: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The STORE positional argument (an HDF5 corpus store)."""
     return click.argument("store", type=click.Path(exists=exists, dir_okay=False, writable=not exists))

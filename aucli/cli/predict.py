@@ -44,7 +44,9 @@ def predict() -> None:
 
 @predict.command("run")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--checkpoint", "-c", required=True, help="Checkpoint (NAME.safetensors / NAME.json) or a registry name.")
+@click.option(
+    "--checkpoint", "-c", help="Checkpoint (NAME.safetensors / NAME.json) or a registry name (required; without it the registered ones are listed)."
+)
 @click.option("--out", "-o", "out", type=click.Path(file_okay=False), help="Folder of the tables (media inputs).")
 @click.option(
     "--format",
@@ -125,6 +127,11 @@ def run(
       aucli predict corpus.h5 --checkpoint best.json --run-name fold1
       aucli predict videos/ --checkpoint best.json --out part2/ --shard 2/4 --device cuda --batch-size 256
     """
+    if not checkpoint:
+        from aucli.errors import UsageError
+        from aucli.model.registry import checkpoint_choices
+
+        raise UsageError(checkpoint_choices())
     from aucli.console import err_console
     from aucli.engine.predict import render_predict_summary, run_predict
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aucli.cli.options import device_option, echo_json, json_option, store_argument
+from aucli.cli.options import RECIPE, device_option, echo_json, json_option, store_argument
 
 METHOD_CHOICES = ("auformer", "linear", "adaptformer", "lora", "full")
 
@@ -23,7 +23,7 @@ def parse_fold(value: str | None) -> int | str | None:
 
 @click.command("train")
 @store_argument()
-@click.option("--recipe", "recipe_path", type=click.Path(exists=True, dir_okay=False), help="Recipe YAML (defaults: every field's default).")
+@click.option("--recipe", "recipe_path", type=RECIPE, help="Recipe YAML, or a packaged recipe: bp4d, disfa, synthetic (defaults: every field's default).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (created; --resume continues it).")
 @click.option("--fold", "--folds", "fold", help="Fold to train (1, 2, ...) or all.  [default: the recipe's train.fold]")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), help="auformer, or a baseline on the same backbone.")

@@ -78,7 +78,7 @@ __all__ = [
 ]
 
 #: What finetune-micro changes in the field defaults (a lower learning rate, a short schedule);
-#: a recipe file and overrides come on top. recipes/casme2.yaml spells the same values out.
+#: a recipe file and overrides come on top. aucli/recipes/casme2.yaml spells the same values out.
 MICRO_DEFAULTS: dict[str, Any] = {"optim": {"lr": 1.0e-4, "epochs": 5, "warmup_epochs": 0.5}}
 
 #: Recipe keys finetune-micro decides itself.

@@ -65,9 +65,9 @@ def backbone_kwargs(cfg: ModelConfig) -> dict[str, Any]:
 def resolve_backbone_source(cfg: ModelConfig, weights: str | None = None) -> str:
     """The weight source to build with: ``weights``, else ``cfg.backbone_weights``, else ``"hub"``.
 
-    ``embedded:NAME`` (a backbone shipped in the package) and backbone names listed in
-    ``models/registry.json`` become their files here (sha256 checked), so that checkpoints record
-    the file and its hash rather than a name.
+    ``embedded:NAME`` (a backbone shipped in the package) and backbone names listed in the model
+    registry (``aucli/assets/registry.json``) become their files here (sha256 checked), so that
+    checkpoints record the file and its hash rather than a name.
     """
     from aucli.pretrain.weights import resolve_backbone_weights
 

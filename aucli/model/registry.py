@@ -1,4 +1,4 @@
-"""The checkpoint registry: ``models/registry.json`` names checkpoints, as data.
+"""The checkpoint registry: ``aucli/assets/registry.json`` names checkpoints, as data.
 
 An entry says which files make up a checkpoint, their sha256 and size, the backbone, the AU set
 and a model card. :func:`resolve_checkpoint` turns a registry name or a path into the checkpoint's
@@ -21,7 +21,8 @@ person where to fetch the files, which then go beside the registry. Format (``fo
     }
 
 File names are relative to the registry file's folder. The registry in use is
-``$AUCLI_MODELS/registry.json`` when ``AUCLI_MODELS`` is set, else the repository's ``models/``.
+``$AUCLI_MODELS/registry.json`` when ``AUCLI_MODELS`` is set, else the one shipped in the package
+(:func:`aucli.resources.registry_path`), beside the embedded weights and the ``cards/``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ __all__ = [
     "load_registry",
     "resolve_checkpoint",
     "register_checkpoint",
+    "registered_backbones",
+    "checkpoint_choices",
 ]
 
 REGISTRY_FORMAT_VERSION = 1
@@ -64,11 +67,13 @@ class RegistryEntry:
 
 
 def default_registry_path() -> Path:
-    """``$AUCLI_MODELS/registry.json``, else ``<repository>/models/registry.json``."""
+    """``$AUCLI_MODELS/registry.json``, else the packaged ``aucli/assets/registry.json``."""
+    from aucli.resources import registry_path
+
     folder = os.environ.get("AUCLI_MODELS")
     if folder:
         return Path(folder) / "registry.json"
-    return Path(__file__).resolve().parents[2] / "models" / "registry.json"
+    return registry_path()
 
 
 def load_registry(path: str | Path | None = None) -> dict[str, RegistryEntry]:
@@ -100,6 +105,65 @@ def load_registry(path: str | Path | None = None) -> dict[str, RegistryEntry]:
         except (KeyError, TypeError, ValueError) as error:
             raise ModelError(f"checkpoint registry {path}: entry {name!r} is incomplete ({error!r}); see models/README.md for the format") from None
     return entries
+
+
+def registered_backbones(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The registry's ``"backbones"`` section as raw entries (backbone weights to train on, not checkpoints)."""
+    path = Path(path) if path is not None else default_registry_path()
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelError(f"checkpoint registry {path} is not valid JSON: {error}") from None
+    backbones = data.get("backbones") if isinstance(data, dict) else None
+    return {str(k): v for k, v in backbones.items() if isinstance(v, dict)} if isinstance(backbones, dict) else {}
+
+
+def checkpoint_choices(registry: str | Path | None = None) -> str:
+    """For a command that needs ``--checkpoint``: how to give one, and what the registry offers.
+
+    Lists the registered checkpoints (name, backbone, AUs), or says that none is registered and
+    how to train one; the registered backbones follow, marked as training weights, not checkpoints.
+    """
+    path = Path(registry) if registry is not None else default_registry_path()
+    entries = load_registry(path)
+    lines = [
+        "no checkpoint given: pass --checkpoint NAME (a registered checkpoint) or --checkpoint PATH "
+        "(NAME.safetensors or NAME.json, e.g. runs/synth/fold1/best.safetensors)."
+    ]
+    if entries:
+        lines.append(f"Registered checkpoints ({path}):")
+        width = max(len(name) for name in entries)
+        for name in sorted(entries):
+            entry = entries[name]
+            aus = " ".join(entry.au_names)
+            count = f"{len(entry.au_names)} AU{'s' if len(entry.au_names) != 1 else ''}"
+            lines.append(f"  {name:<{width}}  backbone {entry.backbone}, {count}: {aus}")
+        first = sorted(entries)[0]
+        lines.append(f"Pick one with --checkpoint {first} (or another name above), or pass a checkpoint file.")
+    else:
+        lines.append(
+            f"No checkpoint is registered yet ({path} lists none). Train one, e.g. "
+            "`aucli train STORE.h5 --recipe synthetic --out runs/synth`, then pass "
+            "--checkpoint runs/synth/fold1/best.safetensors."
+        )
+    backbones = registered_backbones(path)
+    if backbones:
+        described = []
+        for name in sorted(backbones):
+            raw = backbones[name]
+            config = raw.get("model_config") if isinstance(raw.get("model_config"), dict) else {}
+            details = [str(raw.get("architecture") or config.get("backbone") or "?")]
+            if config.get("img_size"):
+                details.append(f"{config['img_size']} px")
+            if raw.get("embedded"):
+                details.append(str(raw["embedded"]))
+            described.append(f"{name} ({', '.join(details)})")
+        lines.append(
+            "Registered backbones (weights to train on with model.backbone_weights, not checkpoints): " + "; ".join(described) + "."
+        )
+    return "\n".join(lines)
 
 
 def resolve_checkpoint(name_or_path: str | Path, *, registry: str | Path | None = None, verify: bool = True) -> Path:

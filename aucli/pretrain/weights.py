@@ -15,8 +15,9 @@ A pretrained encoder is two files with one stem (format ``aucli-backbone-1``):
 
 The package ships one such pair in ``aucli/assets/`` (the embedded default, used by the demo and
 the learnability benchmark): :func:`resolve_backbone_weights` turns ``embedded:synthface`` into its
-path after checking its sha256, and also resolves names listed under ``"backbones"`` in
-``models/registry.json``. Anything else (``hub``, ``random``, a path) is returned unchanged.
+path after checking its sha256, and also resolves names listed under ``"backbones"`` in the model
+registry (``aucli/assets/registry.json``). Anything else (``hub``, ``random``, a path) is returned
+unchanged.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch
 from torch import nn
 
 from aucli.errors import ModelError
+from aucli.resources import assets_dir
 
 __all__ = [
     "BACKBONE_FORMAT",
@@ -50,7 +52,7 @@ __all__ = [
 BACKBONE_FORMAT = "aucli-backbone-1"
 EMBEDDED_PREFIX = "embedded:"
 #: Where the package's embedded backbones live (``*.json`` cards beside ``*.safetensors`` weights).
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+ASSETS_DIR = assets_dir()
 _VERIFIED: dict[tuple[str, int, float], str] = {}
 
 
@@ -207,8 +209,9 @@ def install_backbone(
 
     Copies ``run/encoder.safetensors`` and its card to ``assets/STEM.safetensors`` and ``STEM.json``
     (card: ``name`` and ``embedded_name`` set, the file name updated), writes the markdown card to
-    ``models/cards/REGISTRY_NAME.md``, and adds ``registry_name`` under ``"backbones"`` in
-    ``models/registry.json`` (other entries are kept; the file is replaced atomically).
+    ``MODELS/cards/REGISTRY_NAME.md``, and adds ``registry_name`` under ``"backbones"`` in
+    ``MODELS/registry.json`` (other entries are kept; the file is replaced atomically). ``assets``
+    and ``models`` default to the package's ``aucli/assets/`` (which holds the registry too).
     """
     from aucli.fileio import atomic_write_json, atomic_write_text
     from aucli.model.registry import REGISTRY_FORMAT_VERSION
@@ -216,7 +219,7 @@ def install_backbone(
 
     run = Path(run)
     assets = Path(assets) if assets is not None else ASSETS_DIR
-    models = Path(models) if models is not None else Path(__file__).resolve().parents[2] / "models"
+    models = Path(models) if models is not None else assets_dir()
     card = read_backbone_card(run / "encoder.json")
     _verify(run / card["weights"]["file"], card["weights"], f"pretraining run {run}")
     assets.mkdir(parents=True, exist_ok=True)
