@@ -421,13 +421,14 @@ def train_fold(
 
     bar = progress(transient=True) if (show_progress and writer) else None
     task = bar.add_task(f"fold {fold}", total=total_steps, completed=step, rate="") if bar is not None else None
+    shown_loss = ""  # the loss read on the last log step (no extra GPU sync), shown on the bar until the next
     if bar is not None:
         bar.start()
     try:
         while epoch < n_epochs and step < total_steps:
             sampler.set_epoch(epoch, batch_in_epoch)
             train_model.train()
-            tick, seen = time.perf_counter(), 0
+            tick, seen, tick_step = time.perf_counter(), 0, step
             for batch in loader:
                 lr = lr_at(step, lr=cfg_optim.lr, total_steps=total_steps, warmup_steps=warmup_steps, min_lr_ratio=cfg_optim.min_lr_ratio)
                 for group in optimizer.param_groups:
@@ -454,9 +455,11 @@ def train_fold(
                     sums = (loss_sum / max(loss_count, 1)).tolist()
                     log.write({"event": "train", "fold": fold, "epoch": epoch + 1, "step": step, "lr": lr,
                                "loss": sums[0], "mdwa": sums[1], "dice": sums[2], "expert_mdwa": sums[3], "img_per_s": seen / elapsed})
-                    if bar is not None:
-                        bar.update(task, completed=step, description=f"fold {fold} epoch {epoch + 1}/{n_epochs}",
-                                   rate=f"{seen / elapsed:,.0f} img/s  loss {sums[0]:.4f}")
+                    shown_loss = f"  loss {sums[0]:.4f}"
+                if bar is not None:
+                    bar_elapsed = max(time.perf_counter() - tick, 1e-9)
+                    bar.update(task, completed=step, description=f"fold {fold} epoch {epoch + 1}/{n_epochs}",
+                               rate=f"{(step - tick_step) / bar_elapsed:.1f} steps/s  {seen / bar_elapsed:,.0f} img/s{shown_loss}")
                 if cfg_train.save_every and step % cfg_train.save_every == 0 and batch_in_epoch < per_epoch:
                     save_now()
                 if on_step is not None:
