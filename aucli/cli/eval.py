@@ -8,7 +8,7 @@ from aucli.cli.options import device_option, echo_json, json_option, store_argum
 
 
 @click.command("eval")
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
+@click.argument("checkpoint")
 @store_argument()
 @click.option("--labels", help="Label set of STORE to score against.  [default: the store's only set]")
 @click.option("--au-map", help="MODEL_AU=STORE_AU pairs, e.g. AU1=AU1,AU12=AU12R; other AUs match by name, unmatched ones are skipped.")

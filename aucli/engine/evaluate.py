@@ -143,7 +143,7 @@ def evaluate_checkpoint(
     """Score a checkpoint on a store's label set, on the AUs the two share.
 
     Args:
-        checkpoint: ``NAME.safetensors`` / ``NAME.json`` of any training method.
+        checkpoint: ``NAME.safetensors`` / ``NAME.json`` of any training method, or a registered name.
         store: the corpus store.
         labels: label set name (None: the store's only set).
         au_map: model AU -> label-set AU (a mapping or ``"AU1=AU1,AU12=AU12R"``); AUs not named match by
@@ -167,7 +167,9 @@ def evaluate_checkpoint(
     if out is not None and not refit_thresholds:
         raise UsageError("--out writes a checkpoint with re-fitted thresholds; add --refit-thresholds --subjects ...")
     torch_device = resolve_device(device)
-    loaded = load_model_checkpoint(checkpoint, device=torch_device, backbone_weights=backbone_weights)
+    from aucli.model.registry import resolve_checkpoint
+
+    loaded = load_model_checkpoint(resolve_checkpoint(checkpoint), device=torch_device, backbone_weights=backbone_weights)
     model_aus = loaded.au_names
     au_map = parse_au_map(au_map if isinstance(au_map, str) else dict(au_map)) if au_map else {}
     with CorpusStore.open(store) as opened:
