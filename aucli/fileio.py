@@ -1,23 +1,37 @@
-"""Files that are never half-written: atomic writes, and values made safe for JSON.
+"""Files that are never half-written: atomic writes, tensor files, hashes, values made safe for JSON.
 
 Every output aucli writes outside the HDF5 store (checkpoints, run folders, prediction tables,
 manifests) goes through :func:`atomic_write_bytes`: a temporary file beside the target, fsync,
 then a rename over it, so a reader sees the old file or the new one, never a partial one.
+Tensors are written as safetensors (:func:`save_tensors`): nothing aucli reads is ever unpickled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "json_safe", "file_mode"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "json_safe",
+    "file_mode",
+    "file_sha256",
+    "save_tensors",
+    "load_tensors",
+]
 
 
 def file_mode() -> int:
@@ -68,3 +82,27 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes, as 64 hex digits (read in chunks of ``chunk`` bytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
+    """A safetensors file written atomically (contiguous CPU copies; shared storage is fine)."""
+    from safetensors.torch import save
+
+    plain = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
+    atomic_write_bytes(path, save(plain, metadata=dict(metadata) if metadata else None))
+
+
+def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file, on ``device`` (never unpickles)."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path), device=str(device))

@@ -128,7 +128,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def backbone(weights: str) -> tuple[str, dict[str, Any]]:
     """The weight file and its ``model_config`` (backbone, overrides, img_size) from the backbone card."""
-    from aucli.pretrain.weights import read_backbone_card, resolve_backbone_weights
+    from aucli.model.weights import read_backbone_card, resolve_backbone_weights
 
     path = Path(resolve_backbone_weights(weights))
     card = (
@@ -214,7 +214,7 @@ def recipe_for(
 
 def weights_tag(weights_path: str) -> str:
     """``pretrained-<first 8 hex of the weight file's sha256>``: runs of another backbone file never resume these."""
-    from aucli.model.checkpoint import file_sha256
+    from aucli.fileio import file_sha256
 
     return f"pretrained-{file_sha256(weights_path)[:8]}"
 

@@ -84,7 +84,7 @@ def block_tokens(vit, faces, blocks: list[int], batch_size: int = 128) -> dict[i
     """Patch tokens ``(n, D, H, W)`` float16 of each block in ``blocks`` for every face of ``faces``."""
     import torch
 
-    from aucli.engine.baselines import backbone_data_config
+    from aucli.model.backbone import backbone_data_config
     from aucli.engine.data import ShardBatchSampler, make_loader, normalize
 
     config = backbone_data_config(vit)

@@ -9,7 +9,7 @@ import torch
 from bench_fixtures import load_bench_script
 from engine_fixtures import toy_recipe
 
-from aucli.engine.baselines import build_method_model
+from aucli.model.methods import build_method_model
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,7 @@ def backbone_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("given", ["stem", ".json", ".safetensors"])
 def test_round_trip_with_a_backbone_file(tmp_path: Path, backbone_file: Path, given: str) -> None:
     model = trained(build_model(tiny_config(5, head_pool="both", expert_supervision="all"), weights=str(backbone_file)))
-    weights, meta_path = save_checkpoint(tmp_path / "run" / "best", model, thresholds=[0.3, 0.4, 0.5, 0.6, 0.7], training_summary={"epoch": 3, "val_f1": 0.61})
+    weights, meta_path = save_checkpoint(tmp_path / "run" / "best", model, thresholds=[0.3, 0.4, 0.5, 0.6, 0.7], training={"epoch": 3, "val_f1": 0.61})
     assert (weights.name, meta_path.name) == ("best.safetensors", "best.json")
     path = {"stem": tmp_path / "run" / "best", ".json": meta_path, ".safetensors": weights}[given]
     loaded, meta = load_checkpoint(path)
@@ -146,7 +146,7 @@ def test_moved_or_changed_backbone_file(tmp_path: Path, backbone_file: Path) -> 
     with pytest.raises(ModelError, match=r"differs from the one this checkpoint was trained with \(sha256 mismatch\); pass the file it was trained with: --backbone-weights PATH"):
         load_checkpoint(tmp_path / "ck")
     moved.unlink()
-    with pytest.raises(ModelError, match=r"backbone weights .*vit\.safetensors are not there; pass the file with backbone_weights="):
+    with pytest.raises(ModelError, match=r"backbone weights .*vit\.safetensors are not there any more; pass the file with --backbone-weights PATH \(backbone_weights= in Python\)"):
         load_checkpoint(tmp_path / "ck")
     loaded, _ = load_checkpoint(tmp_path / "ck", backbone_weights=str(backbone_file))
     assert loaded.backbone_source == str(backbone_file)
@@ -204,7 +204,7 @@ def test_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_checkpoint_made_on_another_machine_finds_the_embedded_backbone_here(tmp_path):
-    from aucli.pretrain.weights import resolve_backbone_weights
+    from aucli.model.weights import resolve_backbone_weights
 
     cfg = ModelConfig(backbone="vit_tiny_patch16_224", backbone_overrides={"depth": 6, "patch_size": 8}, img_size=112,
                       backbone_weights="embedded:synthface", au_names=["AU1", "AU2", "AU12"])

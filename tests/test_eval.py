@@ -9,7 +9,8 @@ import pytest
 from engine_fixtures import make_toy_store, toy_recipe
 
 from aucli.cli.main import cli
-from aucli.engine import evaluate_checkpoint, load_model_checkpoint, train
+from aucli.engine import evaluate_checkpoint, train
+from aucli.model.checkpoint import load_model_checkpoint
 from aucli.engine.runs import read_json
 
 

@@ -214,13 +214,13 @@ def test_fold_indices_repeat_training_faces_and_honour_explicit_splits(tmp_path)
 
 def test_checkpoints_keep_frozen_experts(tmp_path):
     from aucli.config import Recipe
-    from aucli.engine.checkpoints import load_model_checkpoint, save_model_checkpoint
+    from aucli.model.checkpoint import load_model_checkpoint, save_checkpoint
 
     cfg = micro_model_config(("AU1", "AU2"))
     model = randomise_adapters(build_model(cfg, weights="random"), seed=3)
     model.attn_experts.requires_grad_(False)
     model.mlp_experts.requires_grad_(False)
-    save_model_checkpoint(tmp_path / "heads", model, recipe=Recipe(model=cfg), thresholds=[0.4, 0.6])
+    save_checkpoint(tmp_path / "heads", model, recipe=Recipe(model=cfg), thresholds=[0.4, 0.6])
     loaded = load_model_checkpoint(tmp_path / "heads.json")
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(loaded.model.state_dict()[name], tensor)

@@ -74,7 +74,7 @@ def test_recipe_target_with_overrides(runner) -> None:
 def test_checkpoint_target(runner, tmp_path: Path) -> None:
     cfg = ModelConfig(backbone="vit_base_patch16_224", backbone_overrides=dict(depth=2, embed_dim=32, num_heads=2, patch_size=8), img_size=32, au_names="disfa")
     model = AUFormer(cfg)
-    weights, meta = save_checkpoint(tmp_path / "best", model, thresholds=[0.4] * 8, training_summary={"epoch": 2})
+    weights, meta = save_checkpoint(tmp_path / "best", model, thresholds=[0.4] * 8, training={"epoch": 2})
     result = runner.invoke(cli, ["info", str(weights), "--json"])
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)

@@ -24,7 +24,7 @@ import aucli
 from aucli import resources
 from aucli.config import load_recipe
 from aucli.model.registry import checkpoint_choices, default_registry_path, load_registry, registered_backbones, resolve_checkpoint
-from aucli.pretrain.weights import resolve_backbone_weights
+from aucli.model.weights import resolve_backbone_weights
 
 report = {
     "aucli": aucli.__file__,

@@ -10,16 +10,10 @@ import torch
 
 from aucli.config import ModelConfig
 from aucli.errors import ModelError
+from aucli.fileio import file_sha256
 from aucli.model.auformer import build_model
-from aucli.model.checkpoint import file_sha256
-from aucli.pretrain import (
-    EMBEDDED_PREFIX,
-    embedded_backbone,
-    load_pretrain_config,
-    pretrain,
-    read_backbone_card,
-    resolve_backbone_weights,
-)
+from aucli.model.weights import EMBEDDED_PREFIX, embedded_backbone, read_backbone_card, resolve_backbone_weights
+from aucli.pretrain import load_pretrain_config, pretrain
 from aucli.pretrain.data import FaceSampling, render_block
 from aucli.pretrain.mae import patchify, sincos_pos_embed
 

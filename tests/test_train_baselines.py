@@ -7,8 +7,10 @@ import pytest
 import torch
 from engine_fixtures import TOY_AUS, make_toy_store, toy_recipe
 
-from aucli.engine import load_model_checkpoint, train
-from aucli.engine.baselines import Adapter, BaselineModel, build_method_model
+from aucli.engine import train
+from aucli.model.baselines import Adapter, BaselineModel
+from aucli.model.checkpoint import load_model_checkpoint
+from aucli.model.methods import build_method_model
 from aucli.engine.data import AugmentedFaces, FaceTransform, store_dataset
 from aucli.engine.evaluate import predict_logits
 from aucli.engine.runs import load_tensors, read_json, save_tensors

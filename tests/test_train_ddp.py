@@ -9,7 +9,7 @@ import sys
 
 from engine_fixtures import make_toy_store, toy_override_args
 
-from aucli.engine.checkpoints import load_model_checkpoint
+from aucli.model.checkpoint import load_model_checkpoint
 from aucli.engine.runs import read_json
 
 

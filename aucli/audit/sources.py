@@ -134,7 +134,7 @@ def from_checkpoint(store: str | Path, checkpoint: str | Path, *, label_set: str
     """Predictions of a checkpoint trained elsewhere, calibrated by cross-fitting over subject groups."""
     from aucli.config import parse_au_map
     from aucli.console import warn
-    from aucli.engine.checkpoints import load_model_checkpoint
+    from aucli.model.checkpoint import load_model_checkpoint
     from aucli.engine.data import AugmentedFaces, FaceTransform, label_columns, store_dataset
     from aucli.engine.distributed import resolve_device
     from aucli.engine.evaluate import predict_logits

@@ -6,10 +6,10 @@
   AU map, with optional threshold re-fitting; see :mod:`aucli.engine.evaluate`.
 - :func:`out_of_fold_predictions`: k fold models and every labelled face's out-of-fold logits,
   calibrated per fold on validation subjects (``aucli audit``); see :mod:`aucli.engine.oof`.
-- :func:`load_model_checkpoint`: any method's checkpoint, rebuilt; see :mod:`aucli.engine.checkpoints`.
+
+Models, their checkpoints and the registry live in :mod:`aucli.model`.
 """
 
-from aucli.engine.checkpoints import LoadedCheckpoint, load_model_checkpoint, save_model_checkpoint
 from aucli.engine.evaluate import EvalResult, evaluate_checkpoint, predict_logits
 from aucli.engine.oof import OOFResult, out_of_fold_predictions
 from aucli.engine.trainer import FoldResult, TrainResult, train
@@ -23,7 +23,4 @@ __all__ = [
     "predict_logits",
     "out_of_fold_predictions",
     "OOFResult",
-    "load_model_checkpoint",
-    "save_model_checkpoint",
-    "LoadedCheckpoint",
 ]

@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 from aucli.errors import UsageError
 
-__all__ = ["DistContext", "setup", "resolve_device", "gather_rows", "broadcast_flag"]
+__all__ = ["DistContext", "setup", "resolve_device", "gather_rows", "broadcast_flag", "unwrap"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,11 @@ class DistContext:
         """Leave the process group if :func:`setup` created it."""
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:

@@ -154,7 +154,7 @@ def evaluate_checkpoint(
         out: where the checkpoint with re-fitted thresholds goes (``NAME.safetensors`` / ``NAME``).
     """
     from aucli.config import parse_au_map
-    from aucli.engine.checkpoints import checkpoint_paths, load_model_checkpoint, save_model_checkpoint
+    from aucli.model.checkpoint import load_model_checkpoint, save_checkpoint
     from aucli.engine.distributed import resolve_device
     from aucli.engine.data import store_dataset
     from aucli.fileio import json_safe
@@ -213,12 +213,10 @@ def evaluate_checkpoint(
         full[model_index] = thresholds
         training = {**loaded.meta.get("training", {}), "thresholds_refit": {"store": str(store), "label_set": label_set,
                                                                             "subjects": refit_on, "au_pairs": pairs}}
-        new_json = save_model_checkpoint(
+        new_checkpoint, _ = save_checkpoint(
             out, loaded.model, recipe=loaded.recipe, thresholds=full,
-            backbone_source="random" if loaded.meta.get("backbone_in_checkpoint") else (backbone_weights or loaded.meta["backbone_source"]),
             training=json_safe(training), calibration=loaded.meta.get("calibration"), extra=loaded.meta.get("extra"),
         )
-        new_checkpoint = checkpoint_paths(new_json)[0]
     names = list(pairs)
     title = f"{Path(checkpoint).name} on {Path(store).name} / {label_set}"
     report = evaluate(probs[scored], truth[scored], au_names=names, thresholds=thresholds, title=title)

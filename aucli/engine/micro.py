@@ -428,15 +428,15 @@ def finetune_micro(
 
     from aucli import __version__
     from aucli.console import err_console
-    from aucli.engine.checkpoints import load_model_checkpoint, save_model_checkpoint
     from aucli.engine.data import AugmentedFaces, FaceTransform
     from aucli.engine.distributed import setup
     from aucli.engine.evaluate import predict_logits, sigmoid
     from aucli.engine.micro_data import MicroFaces, micro_labels, resolve_micro_label_set, training_repeats
     from aucli.engine.runs import atomic_write_json, atomic_write_text, json_safe, load_tensors, read_json, save_tensors
     from aucli.engine.trainer import Corpus, FoldResult, _prepare_folder, train_fold
+    from aucli.fileio import file_sha256
     from aucli.model.checkpoint import (
-        checkpoint_model_config, checkpoint_paths, file_sha256, load_checkpoint, read_checkpoint_metadata,
+        checkpoint_model_config, checkpoint_paths, load_checkpoint, load_model_checkpoint, read_checkpoint_metadata, save_checkpoint,
     )
     from aucli.model.registry import resolve_checkpoint
     from aucli.store import CorpusStore
@@ -613,10 +613,9 @@ def finetune_micro(
                     "cross_validation": {"protocol": micro.protocol, "folds": len(splits), "pooled_mean_f1": summary_means},
                 },
             }
-            finetuned_json = save_model_checkpoint(
+            finetuned, _ = save_checkpoint(
                 out / "finetuned", loaded.model, recipe=loaded.recipe, thresholds=loaded.thresholds, training=json_safe(training),
             )
-            finetuned = checkpoint_paths(finetuned_json)[0]
 
         result = MicroResult(
             folder=out, source=meta_path, store=store, label_set=label_set, au_pairs=dict(pairs), micro=micro, recipe=recipe,

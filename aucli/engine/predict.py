@@ -150,7 +150,7 @@ class Predictor:
     def __init__(
         self, checkpoint: str | Path, *, device: str = "auto", precision: str = "auto", backbone_weights: str | None = None
     ) -> None:
-        from aucli.engine.checkpoints import load_model_checkpoint
+        from aucli.model.checkpoint import load_model_checkpoint
         from aucli.engine.data import FaceTransform
         from aucli.engine.distributed import resolve_device
         from aucli.model.registry import resolve_checkpoint

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from aucli.errors import UsageError
-from aucli.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, json_safe
+from aucli.fileio import atomic_write_json, atomic_write_text, json_safe, load_tensors, save_tensors
 
 __all__ = [
     "atomic_write_text",
@@ -54,20 +54,6 @@ __all__ = [
 
 STATE_FILE = "state.json"
 STATE_FORMAT = "aucli-train-state-1"
-
-
-def save_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
-    """A safetensors file written atomically (contiguous CPU copies; shared storage is fine)."""
-    from safetensors.torch import save
-
-    plain = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
-    atomic_write_bytes(path, save(plain, metadata=dict(metadata) if metadata else None))
-
-
-def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(path), device=str(device))
 
 
 # ------------------------------------------------------------------------------------ metrics

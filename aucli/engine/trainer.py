@@ -3,7 +3,7 @@
 One fold: the test subjects are one partition of the protocol; validation subjects are drawn from
 the training partitions (they fit the per-AU thresholds and select the best epoch, never the test
 fold); ``train_fraction`` keeps a seeded share of the remaining training subjects. The model
-(:func:`aucli.engine.baselines.build_method_model`: AUFormer or a baseline) is trained with AdamW,
+(:func:`aucli.model.methods.build_method_model`: AUFormer or a baseline) is trained with AdamW,
 a linear warm-up then a cosine decay per step, gradient clipping and the AUFormer loss (MDWA + WDI +
 expert supervision; baselines have no expert term), in bf16 autocast on GPU and fp32 on CPU.
 
@@ -31,8 +31,6 @@ from torch import nn
 
 from aucli.config import Recipe
 from aucli.console import console, err_console, progress
-from aucli.engine.baselines import build_method_model
-from aucli.engine.checkpoints import save_model_checkpoint, unwrap
 from aucli.engine.data import (
     AugmentedFaces,
     EpochBatchSampler,
@@ -44,7 +42,7 @@ from aucli.engine.data import (
     resolve_label_set,
     store_dataset,
 )
-from aucli.engine.distributed import DistContext, setup
+from aucli.engine.distributed import DistContext, setup, unwrap
 from aucli.engine.evaluate import autocast_for, predict_logits, sigmoid
 from aucli.engine.runs import (
     MetricsLog,
@@ -64,6 +62,8 @@ from aucli.engine.runs import (
 from aucli.errors import StoreError, TrainingDivergedError, UsageError
 from aucli.losses import AUFormerLoss, occurrence_rates
 from aucli.metrics import MetricReport, evaluate, fit_thresholds
+from aucli.model.checkpoint import save_checkpoint
+from aucli.model.methods import build_method_model
 from aucli.protocols import FoldSplit, fold_split, protocol_partitions
 
 __all__ = ["Corpus", "FoldResult", "TrainResult", "prepare_corpus", "fold_indices", "lr_at", "train", "train_fold"]
@@ -481,7 +481,7 @@ def train_fold(
                                 "au_columns": corpus.columns, "subjects": split.subjects(),
                                 "validation_mean_f1": record["val_mean_f1"], "validation_mean_auc": record["val_mean_auc"],
                                 "test_mean_f1": record["test_mean_f1"]}
-                    save_model_checkpoint(folder / "best", model, recipe=recipe, thresholds=record["thresholds"], training=json_safe(training))
+                    save_checkpoint(folder / "best", unwrap(model), recipe=recipe, thresholds=record["thresholds"], training=json_safe(training))
                     save_tensors(folder / "best_predictions.safetensors", record.pop("_predictions"))
                 record.pop("_predictions", None)
                 position["evaluations"].append(record)

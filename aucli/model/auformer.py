@@ -29,7 +29,7 @@ from torch.utils.checkpoint import checkpoint
 
 from aucli.config import ModelConfig
 from aucli.errors import ModelError
-from aucli.model.backbone import check_backbone, create_backbone, freeze_backbone, resolve_backbone_source
+from aucli.model.backbone import backbone_data_config, check_backbone, create_backbone, freeze_backbone, resolve_backbone_source
 from aucli.nn import ExpertHeads, MainHead, MoKEGroup
 
 __all__ = ["AUFormerOutput", "AUFormer", "build_model", "checkpoint_tensors", "supervised_block_indices"]
@@ -108,16 +108,8 @@ class AUFormer(nn.Module):
     # ------------------------------------------------------------------ properties
     @property
     def data_config(self) -> dict[str, Any]:
-        """Preprocessing the backbone expects: ``input_size (3, H, W)``, ``mean``, ``std``, ``interpolation``, ``crop_pct``."""
-        pretrained = getattr(self.backbone, "pretrained_cfg", None) or {}
-        img_size = tuple(int(v) for v in self.backbone.patch_embed.img_size)
-        return {
-            "input_size": (3, *img_size),
-            "mean": tuple(float(v) for v in pretrained.get("mean", (0.485, 0.456, 0.406))),
-            "std": tuple(float(v) for v in pretrained.get("std", (0.229, 0.224, 0.225))),
-            "interpolation": str(pretrained.get("interpolation", "bicubic")),
-            "crop_pct": float(pretrained.get("crop_pct", 0.875)),
-        }
+        """Preprocessing the backbone expects (:func:`aucli.model.backbone.backbone_data_config`)."""
+        return backbone_data_config(self.backbone)
 
     @property
     def depth(self) -> int:

@@ -31,11 +31,13 @@ from torch import nn
 
 from aucli.config import ModelConfig
 from aucli.errors import ModelError
+from aucli.model.weights import resolve_backbone_weights
 
 __all__ = [
     "BLOCK_PARTS",
     "WEIGHT_SUFFIXES",
     "backbone_kwargs",
+    "backbone_data_config",
     "create_backbone",
     "check_backbone",
     "freeze_backbone",
@@ -69,10 +71,21 @@ def resolve_backbone_source(cfg: ModelConfig, weights: str | None = None) -> str
     registry (``aucli/assets/registry.json``) become their files here (sha256 checked), so that
     checkpoints record the file and its hash rather than a name.
     """
-    from aucli.pretrain.weights import resolve_backbone_weights
-
     source = weights if weights is not None else (cfg.backbone_weights or "hub")
     return resolve_backbone_weights(source) or source
+
+
+def backbone_data_config(vit: nn.Module) -> dict[str, Any]:
+    """Preprocessing a timm ViT expects: ``input_size (3, H, W)``, ``mean``, ``std``, ``interpolation``, ``crop_pct``."""
+    pretrained = getattr(vit, "pretrained_cfg", None) or {}
+    img_size = tuple(int(v) for v in vit.patch_embed.img_size)
+    return {
+        "input_size": (3, *img_size),
+        "mean": tuple(float(v) for v in pretrained.get("mean", (0.485, 0.456, 0.406))),
+        "std": tuple(float(v) for v in pretrained.get("std", (0.229, 0.224, 0.225))),
+        "interpolation": str(pretrained.get("interpolation", "bicubic")),
+        "crop_pct": float(pretrained.get("crop_pct", 0.875)),
+    }
 
 
 def create_backbone(cfg: ModelConfig, *, weights: str = "random", device: torch.device | str | None = None) -> nn.Module:

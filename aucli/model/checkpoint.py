@@ -1,14 +1,16 @@
-"""AUFormer checkpoints: ``NAME.safetensors`` (tensors) and ``NAME.json`` (everything else).
+"""Checkpoints of every method: ``NAME.safetensors`` (tensors) and ``NAME.json`` (everything else).
 
-The files are the project's one checkpoint format, ``aucli-checkpoint-1``, the same that
-:mod:`aucli.engine.checkpoints` writes for every training method; this module is the model-level
-API for AUFormer. The safetensors file holds only the trainable tensors (experts and heads), plus
-the frozen backbone's tensors when the backbone has random weights (it came from neither the hub
-nor a file, so the checkpoint alone must rebuild the same function). The JSON holds::
+The project's one checkpoint format, ``aucli-checkpoint-1``, for AUFormer and the baselines alike.
+The safetensors file holds the trainable tensors (AUFormer: experts and heads; LoRA: the LoRA
+matrices and the head; AdaptFormer: adapters and head; full fine-tuning: the whole backbone and the
+head), every other parameter outside the backbone (experts kept frozen while only the heads were
+fine-tuned), the main head's running statistics, and the frozen backbone itself when it came
+from neither the hub nor a file (random weights), so the checkpoint alone rebuilds the same
+function. The JSON holds::
 
     format                 "aucli-checkpoint-1"
     format_version         1
-    method                 "auformer"
+    method                 "auformer", "linear", "adaptformer", "lora" or "full"
     au_names               the AUs, in logit order
     thresholds             per-AU decision thresholds, in au_names order
     recipe                 the resolved recipe; recipe.model rebuilds the model (backbone name and
@@ -20,38 +22,44 @@ nor a file, so the checkpoint alone must rebuild the same function). The JSON ho
     data_config            input_size, mean, std, interpolation, crop_pct (preprocessing)
     parameters             trainable / frozen / total parameter counts
     training               free-form training summary
+    calibration            per-AU probability calibration, or null
     extra                  free-form
     aucli_version, created_at, created_by
 
-Loading never unpickles: the JSON is read with :mod:`json`, the tensors with
-:func:`safetensors.torch.load_file`, and the model is rebuilt from the recipe.
+Loading never unpickles: the JSON is read with :mod:`json`, the tensors with safetensors, and the
+model is rebuilt from the recipe through the method registry (:mod:`aucli.model.methods`).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
 from aucli.config import ModelConfig, Recipe
-from aucli.fileio import atomic_write_bytes
 from aucli.errors import AucliError, ModelError
+from aucli.fileio import atomic_write_bytes, file_sha256, json_safe, load_tensors, save_tensors
+from aucli.model.methods import build_method_model
+from aucli.model.weights import resolve_backbone_weights
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "FORMAT_VERSION",
+    "LoadedCheckpoint",
     "checkpoint_paths",
     "read_checkpoint_metadata",
-    "save_checkpoint",
-    "load_checkpoint",
     "checkpoint_model_config",
-    "file_sha256",
+    "save_checkpoint",
+    "load_model_checkpoint",
+    "load_checkpoint",
     "init_from_checkpoint",
 ]
 
@@ -60,20 +68,13 @@ FORMAT_VERSION = 1
 _FORMAT_PREFIX = "aucli-checkpoint-"
 
 
+# ------------------------------------------------------------------------------------ files and metadata
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
     """``(NAME.safetensors, NAME.json)`` of a checkpoint given as either file or the stem ``NAME``."""
     path = Path(path)
     if path.suffix in (".safetensors", ".json"):
         path = path.with_suffix("")
     return path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
@@ -116,8 +117,6 @@ def _local_backbone_source(meta: Mapping[str, Any]) -> Any:
         return source
     if not (isinstance(spec, str) and spec.startswith("embedded:")):
         return source
-    from aucli.pretrain.weights import resolve_backbone_weights
-
     try:
         local = resolve_backbone_weights(spec)
     except AucliError:
@@ -138,28 +137,30 @@ def checkpoint_model_config(meta: Mapping[str, Any]) -> ModelConfig:
     return cfg
 
 
+# ------------------------------------------------------------------------------------ saving
 def save_checkpoint(
     path: str | Path,
-    model: torch.nn.Module,
+    model: nn.Module,
     *,
-    thresholds: Sequence[float] | Mapping[str, float] | None = None,
-    training_summary: Mapping[str, Any] | None = None,
-    extra: Mapping[str, Any] | None = None,
     recipe: Recipe | None = None,
+    thresholds: Sequence[float] | np.ndarray | Mapping[str, float] | None = None,
+    training: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``NAME.safetensors`` then ``NAME.json``, each atomically; returns both paths.
 
     Args:
         path: ``NAME``, ``NAME.safetensors`` or ``NAME.json``.
-        model: an :class:`aucli.model.AUFormer`.
-        thresholds: per-AU decision thresholds (a list in AU order or a mapping AU -> threshold);
-            None: 0.5 for every AU.
-        training_summary: free-form JSON-safe summary of training (stored as ``training``).
-        extra: free-form JSON-safe additions.
+        model: a model of any method (:func:`aucli.model.methods.build_method_model`), unwrapped
+            from DistributedDataParallel.
         recipe: the full resolved recipe; None records ``Recipe(model=model.cfg)`` (default sections).
+        thresholds: per-AU decision thresholds (in AU order, or a mapping AU -> threshold); None:
+            0.5 for every AU.
+        training: free-form JSON-safe summary of training.
+        calibration: per-AU probability calibration (JSON-safe), or None.
+        extra: free-form JSON-safe additions.
     """
-    from safetensors.torch import save
-
     from aucli import __version__
 
     au_names = list(model.au_names)
@@ -170,135 +171,52 @@ def save_checkpoint(
         raise ModelError("the recipe's model section differs from the model being saved; pass the recipe the model was built from")
     source = str(getattr(model, "backbone_source", "random"))
     in_checkpoint = source == "random"
-    tensors = dict(model.trainable_state_dict())
-    if in_checkpoint:
-        tensors.update({f"backbone.{name}": tensor for name, tensor in model.backbone.state_dict().items()})
     weights_path, meta_path = checkpoint_paths(path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
-    plain = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
-    atomic_write_bytes(weights_path, save(plain, metadata={"format": CHECKPOINT_FORMAT, "method": "auformer"}))
-    summary = model.parameter_summary()
+    method = str(getattr(model, "method", "auformer"))
+    from_file = not in_checkpoint and source != "hub" and Path(source).is_file()
     meta = {
         "format": CHECKPOINT_FORMAT,
         "format_version": FORMAT_VERSION,
-        "method": "auformer",
+        "method": method,
         "au_names": au_names,
         "thresholds": threshold_list,
         "recipe": recipe.to_dict(),
         "backbone_source": source,
-        "backbone_sha256": file_sha256(source) if not in_checkpoint and source != "hub" and Path(source).is_file() else None,
+        "backbone_sha256": file_sha256(source) if from_file else None,
         "backbone_in_checkpoint": in_checkpoint,
         "weights_file": weights_path.name,
-        "data_config": {k: list(v) if isinstance(v, tuple) else v for k, v in model.data_config.items()},
-        "parameters": {k: v for k, v in summary.items() if k != "components"},
-        "training": dict(training_summary or {}),
+        "data_config": dict(model.data_config),
+        "parameters": {k: v for k, v in model.parameter_summary().items() if k != "components"},
+        "training": dict(training or {}),
+        "calibration": dict(calibration) if calibration else None,
         "extra": dict(extra or {}),
         "aucli_version": __version__,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "created_by": f"aucli {__version__}",
     }
     try:
-        text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
+        text = json.dumps(json_safe(meta), indent=2, allow_nan=False) + "\n"
     except (TypeError, ValueError) as error:
-        raise ModelError(f"training_summary/extra must be JSON-safe (plain numbers, strings, lists, dicts): {error}") from None
+        raise ModelError(f"training/calibration/extra must be JSON-safe (plain numbers, strings, lists, dicts): {error}") from None
+    save_tensors(weights_path, _stored_tensors(model, in_checkpoint), {"format": CHECKPOINT_FORMAT, "method": method})
     atomic_write_bytes(meta_path, text.encode("utf-8"))
     return weights_path, meta_path
 
 
-def load_checkpoint(
-    path: str | Path,
-    *,
-    device: str | torch.device = "cpu",
-    backbone_weights: str | None = None,
-    expected_au_names: Sequence[str] | None = None,
-    expected_backbone: str | None = None,
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild an AUFormer checkpoint and load its tensors; returns ``(model in eval mode, metadata)``.
-
-    Args:
-        path: ``NAME.safetensors``, ``NAME.json`` or ``NAME``.
-        device: where the model goes.
-        backbone_weights: backbone weights to use instead of the recorded source ("hub" or a file,
-            e.g. after moving the weight file).
-        expected_au_names: refuse a checkpoint that detects other AUs (or in another order).
-        expected_backbone: refuse a checkpoint built on another timm backbone name.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from aucli.model.auformer import build_model
-
-    weights_path, meta_path = checkpoint_paths(path)
-    meta = read_checkpoint_metadata(path)
-    if meta["method"] != "auformer":
-        raise ModelError(
-            f"{meta_path} is a {meta['method']!r} checkpoint, not AUFormer; load it with aucli.engine.load_model_checkpoint"
-        )
-    cfg = checkpoint_model_config(meta)
-    if expected_au_names is not None and list(expected_au_names) != list(cfg.au_names):
-        raise ModelError(
-            f"the checkpoint detects {', '.join(cfg.au_names)}, but {', '.join(expected_au_names)} were expected "
-            "(same AUs in the same order); use a checkpoint trained on this AU set"
-        )
-    if expected_backbone is not None and expected_backbone != cfg.backbone:
-        raise ModelError(f"the checkpoint is built on backbone {cfg.backbone!r}, not {expected_backbone!r}")
-
-    in_checkpoint = bool(meta.get("backbone_in_checkpoint"))
-    source = "random" if in_checkpoint else (backbone_weights or str(meta.get("backbone_source") or "hub"))
-    if source not in ("hub", "random"):
-        if not Path(source).is_file():
-            raise ModelError(
-                f"the checkpoint's backbone weights {source} are not there; pass the file with backbone_weights= (--backbone-weights PATH)"
-            )
-        recorded = meta.get("backbone_sha256")
-        if backbone_weights is None and recorded and file_sha256(source) != recorded:
-            raise ModelError(
-                f"the backbone weight file {source} differs from the one this checkpoint was trained with (sha256 mismatch); "
-                "pass the file it was trained with: --backbone-weights PATH"
-            )
-    model = build_model(cfg, weights=source, device=device)
-    try:
-        tensors = load_file(str(weights_path), device=str(torch.device(device)))
-    except (SafetensorError, OSError) as error:
-        raise ModelError(f"{weights_path} is not a readable safetensors file: {error}") from None
-
-    backbone_tensors = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
-    if in_checkpoint:
-        _load_exactly(model.backbone, backbone_tensors, weights_path, "backbone")
-    elif backbone_tensors:
-        raise ModelError(f"{weights_path} holds backbone tensors although its JSON says the backbone comes from {source}")
-    trainable = {k: v for k, v in tensors.items() if not k.startswith("backbone.")}
-    expected = model.trainable_state_dict()
-    missing = sorted(set(expected) - set(trainable))
-    unexpected = sorted(set(trainable) - set(expected))
-    wrong_shape = sorted(k for k in set(expected) & set(trainable) if tuple(expected[k].shape) != tuple(trainable[k].shape))
-    if missing or unexpected or wrong_shape:
-        problems = []
-        if missing:
-            problems.append(f"missing {', '.join(missing[:4])}")
-        if unexpected:
-            problems.append(f"unexpected {', '.join(unexpected[:4])}")
-        if wrong_shape:
-            k = wrong_shape[0]
-            problems.append(f"{k} has shape {tuple(trainable[k].shape)}, the model needs {tuple(expected[k].shape)}")
-        raise ModelError(f"{weights_path} does not fit the model its JSON describes ({'; '.join(problems)}); the two files come from different checkpoints")
-    model.load_state_dict(trainable, strict=False)
-    model.backbone_source = source if not in_checkpoint else "random"
-    model.to(device).eval()
-    return model, meta
+def _stored_tensors(model: nn.Module, backbone_in_checkpoint: bool) -> dict[str, torch.Tensor]:
+    """What a checkpoint of ``model`` holds, by name (the same set saving writes and loading expects)."""
+    tensors = dict(model.trainable_state_dict())
+    for name, parameter in model.named_parameters():
+        if not name.startswith("backbone."):
+            tensors.setdefault(name, parameter.detach())
+    if backbone_in_checkpoint:
+        for name, tensor in model.backbone.state_dict().items():
+            tensors.setdefault(f"backbone.{name}", tensor)
+    return tensors
 
 
-def _load_exactly(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
-    if missing or unexpected or wrong:
-        raise ModelError(f"{path}: the stored {what} does not fit {what} described in its JSON (missing {missing[:3]}, unexpected {unexpected[:3]}, shapes {wrong[:3]})")
-    module.load_state_dict(dict(tensors), strict=True)
-
-
-def _threshold_list(thresholds: Sequence[float] | Mapping[str, float] | None, au_names: list[str]) -> list[float]:
+def _threshold_list(thresholds: Sequence[float] | np.ndarray | Mapping[str, float] | None, au_names: list[str]) -> list[float]:
     if thresholds is None:
         return [0.5] * len(au_names)
     if isinstance(thresholds, Mapping):
@@ -309,7 +227,7 @@ def _threshold_list(thresholds: Sequence[float] | Mapping[str, float] | None, au
             raise ModelError(f"thresholds name {sorted(given)}, the model detects {au_names}")
         values = [given[name] for name in au_names]
     else:
-        values = [float(v) for v in (thresholds.tolist() if hasattr(thresholds, "tolist") else thresholds)]
+        values = [float(v) for v in np.asarray(thresholds, dtype=np.float64).reshape(-1)]
         if len(values) != len(au_names):
             raise ModelError(f"{len(values)} thresholds for {len(au_names)} AUs")
     bad = [v for v in values if not (math.isfinite(v) and 0.0 <= v <= 1.0)]
@@ -318,19 +236,143 @@ def _threshold_list(thresholds: Sequence[float] | Mapping[str, float] | None, au
     return values
 
 
+# ------------------------------------------------------------------------------------ loading
+@dataclass
+class LoadedCheckpoint:
+    """A model rebuilt from a checkpoint, in eval mode, with what came with it."""
+
+    model: nn.Module
+    meta: dict[str, Any]
+    recipe: Recipe
+    thresholds: np.ndarray
+    path: Path
+    au_names: list[str] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        return str(self.meta["method"])
+
+    @property
+    def data_config(self) -> dict[str, Any]:
+        return dict(self.meta["data_config"])
 
 
-def init_from_checkpoint(model: torch.nn.Module, path: str | Path) -> dict[str, Any]:
-    """Load an AUFormer checkpoint's trainable tensors (experts, heads) into ``model``; returns its metadata.
+def load_model_checkpoint(
+    path: str | Path, *, device: str | torch.device = "cpu", backbone_weights: str | None = None
+) -> LoadedCheckpoint:
+    """Rebuild the model of a checkpoint of any method and load its tensors.
+
+    Args:
+        path: ``NAME.safetensors``, ``NAME.json`` or ``NAME``.
+        device: where the model goes.
+        backbone_weights: a backbone weight file to use instead of the one recorded (moved files).
+    """
+    weights_path, _ = checkpoint_paths(path)
+    meta = read_checkpoint_metadata(path)
+    cfg = checkpoint_model_config(meta)
+    try:
+        recipe = Recipe.from_dict(meta["recipe"])
+    except AucliError as error:
+        raise ModelError(f"the checkpoint's recipe is not valid for this aucli: {error}") from None
+    in_checkpoint = bool(meta.get("backbone_in_checkpoint"))
+    source = "random" if in_checkpoint else _backbone_file(meta, backbone_weights)
+    model = build_method_model(cfg, recipe.baseline, str(meta["method"]), weights=source)
+    tensors = _read_tensors(weights_path)
+    _check_fit(model, tensors, in_checkpoint, weights_path)
+    model.load_state_dict(tensors, strict=False)
+    model.to(device).eval()
+    thresholds = np.asarray(meta["thresholds"], dtype=np.float64)
+    return LoadedCheckpoint(model=model, meta=meta, recipe=recipe, thresholds=thresholds, path=weights_path, au_names=list(meta["au_names"]))
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    backbone_weights: str | None = None,
+    expected_au_names: Sequence[str] | None = None,
+    expected_backbone: str | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """An AUFormer checkpoint, rebuilt: ``(model in eval mode, metadata)``; other methods are refused.
+
+    Args:
+        path, device, backbone_weights: as :func:`load_model_checkpoint`.
+        expected_au_names: refuse a checkpoint that detects other AUs (or in another order).
+        expected_backbone: refuse a checkpoint built on another timm backbone name.
+    """
+    _, meta_path = checkpoint_paths(path)
+    meta = read_checkpoint_metadata(path)
+    if meta["method"] != "auformer":
+        raise ModelError(f"{meta_path} is a {meta['method']!r} checkpoint, not AUFormer; load it with load_model_checkpoint")
+    cfg = checkpoint_model_config(meta)
+    if expected_au_names is not None and list(expected_au_names) != list(cfg.au_names):
+        raise ModelError(
+            f"the checkpoint detects {', '.join(cfg.au_names)}, but {', '.join(expected_au_names)} were expected "
+            "(same AUs in the same order); use a checkpoint trained on this AU set"
+        )
+    if expected_backbone is not None and expected_backbone != cfg.backbone:
+        raise ModelError(f"the checkpoint is built on backbone {cfg.backbone!r}, not {expected_backbone!r}")
+    loaded = load_model_checkpoint(path, device=device, backbone_weights=backbone_weights)
+    return loaded.model, loaded.meta
+
+
+def _backbone_file(meta: Mapping[str, Any], backbone_weights: str | None) -> str:
+    """The backbone weights to rebuild with: ``backbone_weights``, else the recorded source, checked."""
+    source = backbone_weights or str(meta.get("backbone_source") or "hub")
+    if source in ("hub", "random"):
+        return source
+    if not Path(source).is_file():
+        raise ModelError(
+            f"the checkpoint's backbone weights {source} are not there any more; pass the file with --backbone-weights PATH "
+            "(backbone_weights= in Python)"
+        )
+    recorded = meta.get("backbone_sha256")
+    if backbone_weights is None and recorded and file_sha256(source) != recorded:
+        raise ModelError(
+            f"the backbone weight file {source} differs from the one this checkpoint was trained with (sha256 mismatch); "
+            "pass the file it was trained with: --backbone-weights PATH"
+        )
+    return source
+
+
+def _read_tensors(weights_path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+
+    try:
+        return load_tensors(weights_path)
+    except (SafetensorError, OSError) as error:
+        raise ModelError(f"{weights_path} is not a readable safetensors file: {error}") from None
+
+
+def _check_fit(model: nn.Module, tensors: Mapping[str, torch.Tensor], backbone_in_checkpoint: bool, weights_path: Path) -> None:
+    """Refuse tensors that are not exactly what a checkpoint of ``model`` holds (names and shapes)."""
+    expected = _stored_tensors(model, backbone_in_checkpoint)
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(tensors) if tuple(expected[k].shape) != tuple(tensors[k].shape))
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing[:4])}" + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""))
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:4])}" + (f" and {len(unexpected) - 4} more" if len(unexpected) > 4 else ""))
+    if wrong:
+        problems.append(f"{wrong[0]} has shape {tuple(tensors[wrong[0]].shape)}, the model needs {tuple(expected[wrong[0]].shape)}")
+    if problems:
+        raise ModelError(
+            f"{weights_path} does not fit the model its JSON describes ({'; '.join(problems)}); the two files come from different checkpoints"
+        )
+
+
+# ------------------------------------------------------------------------------------ fine-tuning start
+def init_from_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load an AUFormer checkpoint's tensors (experts, heads) into ``model``; returns its metadata.
 
     ``model`` must be the model the checkpoint describes: the same model section of the recipe
     (backbone, overrides, image size, AUs, MoKE, heads), apart from where the backbone weights are
-    read from. A backbone file must be the same file (sha256) the checkpoint was trained on.
-    The checkpoint's thresholds are not used: a run fits its own.
+    read from. A backbone file must be the same file (sha256) the checkpoint was trained on; a
+    random backbone stored in the checkpoint replaces the model's. The checkpoint's thresholds are
+    not used: a run fits its own.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     weights_path, meta_path = checkpoint_paths(path)
     meta = read_checkpoint_metadata(path)
     if meta["method"] != "auformer":
@@ -345,19 +387,7 @@ def init_from_checkpoint(model: torch.nn.Module, path: str | Path) -> dict[str, 
     source = str(getattr(model, "backbone_source", ""))
     if recorded and Path(source).is_file() and file_sha256(source) != recorded:
         raise ModelError(f"train.init_from {meta_path} was trained on another backbone file than {source} (sha256 differs)")
-    try:
-        tensors = load_file(str(weights_path), device="cpu")
-    except (SafetensorError, OSError) as error:
-        raise ModelError(f"{weights_path} is not a readable safetensors file: {error}") from None
-    if meta.get("backbone_in_checkpoint"):
-        # a random backbone lives in the checkpoint: the run must use that very backbone, not a fresh draw
-        backbone = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
-        _load_exactly(model.backbone, {k: v.to(next(model.backbone.parameters()).device) for k, v in backbone.items()},
-                      weights_path, "backbone")
-        tensors = {k: v for k, v in tensors.items() if not k.startswith("backbone.")}
-    expected = model.trainable_state_dict()
-    if set(tensors) != set(expected) or any(tuple(tensors[k].shape) != tuple(expected[k].shape) for k in expected):
-        raise ModelError(f"{weights_path} does not fit the model its JSON describes; the two files come from different checkpoints")
-    device = next(iter(expected.values())).device
-    model.load_state_dict({k: v.to(device) for k, v in tensors.items()}, strict=False)
+    tensors = _read_tensors(weights_path)
+    _check_fit(model, tensors, bool(meta.get("backbone_in_checkpoint")), weights_path)
+    model.load_state_dict(tensors, strict=False)
     return meta

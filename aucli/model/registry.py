@@ -1,4 +1,4 @@
-"""The checkpoint registry: ``aucli/assets/registry.json`` names checkpoints, as data.
+"""The checkpoint registry: ``registry.json`` names checkpoints, as data.
 
 An entry says which files make up a checkpoint, their sha256 and size, the backbone, the AU set
 and a model card. :func:`resolve_checkpoint` turns a registry name or a path into the checkpoint's
@@ -20,22 +20,23 @@ person where to fetch the files, which then go beside the registry. Format (``fo
       }
     }
 
-File names are relative to the registry file's folder. The registry in use is
-``$AUCLI_MODELS/registry.json`` when ``AUCLI_MODELS`` is set, else the one shipped in the package
-(:func:`aucli.resources.registry_path`), beside the embedded weights and the ``cards/``.
+File names are relative to the registry file's folder. Where the file lies and how it is read and
+written is :mod:`aucli.model.registry_file`; its ``backbones`` section is read by
+:func:`aucli.model.weights.registered_backbones`.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from aucli.errors import ModelError
-from aucli.model.checkpoint import checkpoint_paths, file_sha256, read_checkpoint_metadata
+from aucli.fileio import file_sha256
+from aucli.model.checkpoint import checkpoint_paths, read_checkpoint_metadata
+from aucli.model.registry_file import REGISTRY_FORMAT_VERSION, default_registry_path, read_registry_file, write_registry_file
+from aucli.model.weights import registered_backbones
 
 __all__ = [
     "REGISTRY_FORMAT_VERSION",
@@ -47,8 +48,6 @@ __all__ = [
     "registered_backbones",
     "checkpoint_choices",
 ]
-
-REGISTRY_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -66,28 +65,10 @@ class RegistryEntry:
     url: str | None
 
 
-def default_registry_path() -> Path:
-    """``$AUCLI_MODELS/registry.json``, else the packaged ``aucli/assets/registry.json``."""
-    from aucli.resources import registry_path
-
-    folder = os.environ.get("AUCLI_MODELS")
-    if folder:
-        return Path(folder) / "registry.json"
-    return registry_path()
-
-
 def load_registry(path: str | Path | None = None) -> dict[str, RegistryEntry]:
-    """Every entry of the registry at ``path`` (default :func:`default_registry_path`); none if it does not exist."""
+    """Every checkpoint entry of the registry at ``path`` (default :func:`default_registry_path`); none if it does not exist."""
     path = Path(path) if path is not None else default_registry_path()
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelError(f"checkpoint registry {path} is not valid JSON: {error}") from None
-    if not isinstance(data, dict) or data.get("format_version") != REGISTRY_FORMAT_VERSION:
-        found = data.get("format_version") if isinstance(data, dict) else None
-        raise ModelError(f"checkpoint registry {path} has format_version {found!r}; this aucli reads {REGISTRY_FORMAT_VERSION}")
+    data = read_registry_file(path)
     entries = {}
     for name, raw in (data.get("checkpoints") or {}).items():
         try:
@@ -105,19 +86,6 @@ def load_registry(path: str | Path | None = None) -> dict[str, RegistryEntry]:
         except (KeyError, TypeError, ValueError) as error:
             raise ModelError(f"checkpoint registry {path}: entry {name!r} is incomplete ({error!r}); see models/README.md for the format") from None
     return entries
-
-
-def registered_backbones(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """The registry's ``"backbones"`` section as raw entries (backbone weights to train on, not checkpoints)."""
-    path = Path(path) if path is not None else default_registry_path()
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelError(f"checkpoint registry {path} is not valid JSON: {error}") from None
-    backbones = data.get("backbones") if isinstance(data, dict) else None
-    return {str(k): v for k, v in backbones.items() if isinstance(v, dict)} if isinstance(backbones, dict) else {}
 
 
 def checkpoint_choices(registry: str | Path | None = None) -> str:
@@ -217,10 +185,7 @@ def register_checkpoint(
     for file in (weights, config):
         if file.resolve().parent != folder:
             raise ModelError(f"{file} must lie in the registry's folder {folder} (entries name files relative to it)")
-    if registry_path.is_file():
-        data: dict[str, Any] = json.loads(registry_path.read_text(encoding="utf-8"))
-    else:
-        data = {"format_version": REGISTRY_FORMAT_VERSION, "checkpoints": {}}
+    data = read_registry_file(registry_path)
     data.setdefault("checkpoints", {})[name] = {
         "files": {"weights": weights.name, "config": config.name},
         "sha256": {"weights": file_sha256(weights), "config": file_sha256(config)},
@@ -230,7 +195,5 @@ def register_checkpoint(
         **({"card": card} if card else {}),
         **({"url": url} if url else {}),
     }
-    temporary = registry_path.with_name(f".{registry_path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, registry_path)
+    write_registry_file(registry_path, data)
     return load_registry(registry_path)[name]

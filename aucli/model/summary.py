@@ -10,8 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aucli.config import ModelConfig, load_recipe
+from aucli.config import ModelConfig, Recipe, load_recipe
 from aucli.errors import UsageError
+from aucli.model.auformer import build_model
+from aucli.model.checkpoint import checkpoint_model_config, checkpoint_paths, read_checkpoint_metadata
+from aucli.model.methods import build_method_model
+from aucli.model.registry import resolve_checkpoint
 
 __all__ = ["config_overrides", "summarize_config", "summarize_recipe", "summarize_checkpoint", "render_model_summary", "COMPONENT_LABELS"]
 
@@ -56,8 +60,6 @@ def _au_spec(aus: str) -> str:
 
 def summarize_config(cfg: ModelConfig, *, kind: str = "configuration", source: str | None = None) -> dict[str, Any]:
     """Configuration and parameter counts of the AUFormer ``cfg`` describes (built on the meta device)."""
-    from aucli.model.auformer import build_model
-
     model = build_model(cfg, weights="random", device="meta")
     return _describe(model, cfg, kind=kind, source=source)
 
@@ -70,22 +72,11 @@ def summarize_recipe(path: str | Path, overrides: Sequence[str] = ()) -> dict[st
 
 def summarize_checkpoint(path: str | Path) -> dict[str, Any]:
     """Configuration, parameter counts and files of a checkpoint (``NAME``, its .json/.safetensors, or a registry name)."""
-    from aucli.model.checkpoint import checkpoint_model_config, checkpoint_paths, read_checkpoint_metadata
-    from aucli.model.registry import resolve_checkpoint
-
     meta_path = resolve_checkpoint(path)
     meta = read_checkpoint_metadata(meta_path)
     cfg = checkpoint_model_config(meta)
     method = str(meta["method"])
-    if method == "auformer":
-        from aucli.model.auformer import build_model
-
-        model = build_model(cfg, weights="random", device="meta")
-    else:
-        from aucli.config import Recipe
-        from aucli.engine.baselines import build_method_model
-
-        model = build_method_model(cfg, Recipe.from_dict(meta["recipe"]).baseline, method, weights="random", device="meta")
+    model = build_method_model(cfg, Recipe.from_dict(meta["recipe"]).baseline, method, weights="random", device="meta")
     summary = _describe(model, cfg, kind="checkpoint", source=str(meta_path.with_suffix("")))
     weights_path, meta_path = checkpoint_paths(meta_path)
     thresholds = meta.get("thresholds") or []

@@ -3,22 +3,15 @@
 - :func:`pretrain`: a masked autoencoder on faces rendered by :mod:`aucli.synth`, aligned as
   ``aucli preprocess`` aligns them; resumable; saves the encoder with timm's state-dict keys and a
   model card (:mod:`aucli.pretrain.trainer`).
-- :func:`resolve_backbone_weights`: ``embedded:synthface`` (the copy inside the package) or a
-  registered backbone name -> a weight file path (:mod:`aucli.pretrain.weights`).
+- :func:`install_backbone`: publish a finished run as the backbone that ships in the package
+  (:mod:`aucli.pretrain.publish`); resolving ``embedded:synthface`` or a registered backbone name to
+  its file is the model's business (:func:`aucli.model.weights.resolve_backbone_weights`).
 - :func:`probe_encoders`: a quick AU linear probe of frozen encoders (:mod:`aucli.pretrain.probe`).
 """
 
 from aucli.pretrain.config import PretrainConfig, load_pretrain_config
 from aucli.pretrain.trainer import PretrainResult, build_mae, encoder_normalisation, pretrain
-from aucli.pretrain.weights import (
-    EMBEDDED_PREFIX,
-    EmbeddedBackbone,
-    embedded_backbone,
-    embedded_backbones,
-    install_backbone,
-    read_backbone_card,
-    resolve_backbone_weights,
-)
+from aucli.pretrain.publish import install_backbone
 
 __all__ = [
     "PretrainConfig",
@@ -27,11 +20,5 @@ __all__ = [
     "pretrain",
     "build_mae",
     "encoder_normalisation",
-    "EMBEDDED_PREFIX",
-    "EmbeddedBackbone",
-    "embedded_backbone",
-    "embedded_backbones",
     "install_backbone",
-    "read_backbone_card",
-    "resolve_backbone_weights",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aucli.model.weights import BACKBONE_FORMAT
 from aucli.pretrain.config import PretrainConfig
 
 __all__ = ["build_card", "card_markdown"]
@@ -25,9 +26,7 @@ def build_card(
     probe: dict[str, Any] | None,
     environment: dict[str, Any],
 ) -> dict[str, Any]:
-    """The ``aucli-backbone-1`` card of a finished run (see :mod:`aucli.pretrain.weights`)."""
-    from aucli.pretrain.weights import BACKBONE_FORMAT
-
+    """The ``aucli-backbone-1`` card of a finished run (see :mod:`aucli.model.weights`)."""
     train_curve = [[int(s), round(float(v), 5)] for s, v in position["train_loss"]]
     val_curve = [[int(s), round(float(v), 5)] for s, v in position["val_loss"]]
     return {
@@ -221,7 +220,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"  backbone_overrides: {{{', '.join(f'{k}: {v}' for k, v in model['backbone_overrides'].items())}}}",
         f"  img_size: {model['img_size']}",
         (
-            f"  backbone_weights: embedded:{card['embedded_name']}   # the package's copy (aucli.pretrain.resolve_backbone_weights)"
+            f"  backbone_weights: embedded:{card['embedded_name']}   # the package's copy (aucli.model.weights.resolve_backbone_weights)"
             if card.get("embedded_name")
             else "  backbone_weights: PATH/TO/encoder.safetensors"
         ),
@@ -229,7 +228,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         "",
         (
             "A command that does not resolve `embedded:` names takes the file's path instead: "
-            f"`python -c \"from aucli.pretrain import resolve_backbone_weights as r; print(r('embedded:{card['embedded_name']}'))\"`."
+            f"`python -c \"from aucli.model.weights import resolve_backbone_weights as r; print(r('embedded:{card['embedded_name']}'))\"`."
             if card.get("embedded_name")
             else "The path may also be given as `--backbone-weights PATH` to `aucli train`."
         ),

@@ -8,7 +8,7 @@ Run folder (``aucli pretrain --out DIR``)::
                                  steps, {"event": "val", step, loss} every eval_every steps
       cache/faces-*.npy, *.json  rendered training and validation faces (removed when finished)
       state.json, state-*.safetensors   the resumable state (aucli.engine.runs; removed when finished)
-      encoder.safetensors        the pretrained encoder: timm state-dict keys (aucli.pretrain.weights)
+      encoder.safetensors        the pretrained encoder: timm state-dict keys (aucli.model.weights)
       encoder.json               the model card as data (architecture, input, sha256, loss, probe)
       MODEL_CARD.md              the same, for people
 
@@ -411,7 +411,7 @@ class _Quiet:
 
 
 def _finished_result(out: Path, config: PretrainConfig) -> PretrainResult:
-    from aucli.pretrain.weights import read_backbone_card
+    from aucli.model.weights import read_backbone_card
 
     card = read_backbone_card(out / CARD_FILE)
     saved = json.loads((out / CONFIG_FILE).read_text(encoding="utf-8"))["config"]
@@ -431,7 +431,7 @@ def _finish(
     """Round and save the encoder, probe it against a random-init encoder, write the cards, clean up."""
     from aucli.fileio import atomic_write_json, atomic_write_text
     from aucli.pretrain.card import build_card, card_markdown
-    from aucli.pretrain.weights import save_encoder
+    from aucli.model.weights import save_encoder
 
     encoder = mae.encoder.eval()
     dtype = torch.float16 if config.encoder_dtype == "float16" else torch.float32

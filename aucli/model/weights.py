@@ -1,4 +1,4 @@
-"""Backbone weight files made by ``aucli pretrain``: writing, the embedded default, resolving names.
+"""The backbone weight catalogue: backbone files, the embedded default, registered backbones, names.
 
 A pretrained encoder is two files with one stem (format ``aucli-backbone-1``):
 
@@ -16,8 +16,9 @@ A pretrained encoder is two files with one stem (format ``aucli-backbone-1``):
 The package ships one such pair in ``aucli/assets/`` (the embedded default, used by the demo and
 the learnability benchmark): :func:`resolve_backbone_weights` turns ``embedded:synthface`` into its
 path after checking its sha256, and also resolves names listed under ``"backbones"`` in the model
-registry (``aucli/assets/registry.json``). Anything else (``hub``, ``random``, a path) is returned
-unchanged.
+registry (:func:`registered_backbones`). Anything else (``hub``, ``random``, a path) is returned
+unchanged. ``aucli pretrain`` writes the files (:func:`save_encoder`); publishing a run as the
+embedded default is :func:`aucli.pretrain.publish.install_backbone`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,8 @@ import torch
 from torch import nn
 
 from aucli.errors import ModelError
+from aucli.fileio import file_sha256, save_tensors
+from aucli.model.registry_file import default_registry_path, read_registry_file
 from aucli.resources import assets_dir
 
 __all__ = [
@@ -46,7 +48,7 @@ __all__ = [
     "resolve_backbone_weights",
     "save_encoder",
     "read_backbone_card",
-    "install_backbone",
+    "registered_backbones",
 ]
 
 BACKBONE_FORMAT = "aucli-backbone-1"
@@ -114,13 +116,12 @@ def embedded_backbone(name: str = "synthface", *, folder: str | Path | None = No
         known = ", ".join(f"{EMBEDDED_PREFIX}{n}" for n in sorted(available)) or "none"
         raise ModelError(f"no embedded backbone {name!r}{hint} (embedded: {known})")
     if verify:
-        _verify(entry.weights, entry.data["weights"], f"embedded backbone {name!r}")
+        verify_weight_file(entry.weights, entry.data["weights"], f"embedded backbone {name!r}")
     return entry
 
 
-def _verify(path: Path, record: dict[str, Any], what: str) -> None:
-    from aucli.model.checkpoint import file_sha256
-
+def verify_weight_file(path: Path, record: dict[str, Any], what: str) -> None:
+    """Refuse ``path`` unless it exists with the ``bytes`` and ``sha256`` of ``record`` (checked once per process)."""
     if not path.is_file():
         raise ModelError(f"{what}: its weight file {path} is missing; reinstall aucli or rerun `aucli pretrain`")
     stat = path.stat()
@@ -152,27 +153,20 @@ def resolve_backbone_weights(spec: str | None, *, registry: str | Path | None = 
         or text.endswith((".safetensors", ".pth", ".pt", ".bin", ".npz"))
     ):
         return text
-    from aucli.model.registry import default_registry_path
-
     registry_path = Path(registry) if registry is not None else default_registry_path()
-    backbones = _registry_backbones(registry_path)
+    backbones = registered_backbones(registry_path)
     if text in backbones:
         raw = backbones[text]
         weights = (registry_path.parent / raw["files"]["weights"]).resolve()
-        _verify(weights, {"sha256": raw["sha256"]["weights"], "bytes": raw["size"]["weights"]}, f"registered backbone {text!r}")
+        verify_weight_file(weights, {"sha256": raw["sha256"]["weights"], "bytes": raw["size"]["weights"]}, f"registered backbone {text!r}")
         return str(weights)
     return text
 
 
-def _registry_backbones(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelError(f"registry {path} is not valid JSON: {error}") from None
-    backbones = data.get("backbones") if isinstance(data, dict) else None
-    return backbones if isinstance(backbones, dict) else {}
+def registered_backbones(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The registry's ``"backbones"`` section as raw entries (backbone weights to train on, not checkpoints)."""
+    backbones = read_registry_file(path).get("backbones")
+    return {str(k): v for k, v in backbones.items() if isinstance(v, dict)} if isinstance(backbones, dict) else {}
 
 
 def save_encoder(encoder: nn.Module, path: str | Path, *, dtype: torch.dtype, metadata: dict[str, str]) -> dict[str, Any]:
@@ -180,9 +174,6 @@ def save_encoder(encoder: nn.Module, path: str | Path, *, dtype: torch.dtype, me
 
     The file's safetensors metadata holds one key, ``aucli``: JSON with the format and ``metadata``.
     """
-    from aucli.engine.runs import save_tensors
-    from aucli.model.checkpoint import file_sha256
-
     path = Path(path)
     state = {name: tensor.detach().to(dtype) for name, tensor in encoder.state_dict().items()}
     # One metadata entry: safetensors writes several in hash-map order, which would change the bytes (and sha256) run to run.
@@ -194,58 +185,3 @@ def save_encoder(encoder: nn.Module, path: str | Path, *, dtype: torch.dtype, me
         "dtype": str(dtype).replace("torch.", ""),
         "params": int(sum(t.numel() for t in state.values())),
     }
-
-
-def install_backbone(
-    run: str | Path,
-    *,
-    name: str,
-    stem: str,
-    registry_name: str,
-    assets: str | Path | None = None,
-    models: str | Path | None = None,
-) -> EmbeddedBackbone:
-    """Publish a finished pretraining run as the embedded backbone ``name`` (maintainers, after retraining).
-
-    Copies ``run/encoder.safetensors`` and its card to ``assets/STEM.safetensors`` and ``STEM.json``
-    (card: ``name`` and ``embedded_name`` set, the file name updated), writes the markdown card to
-    ``MODELS/cards/REGISTRY_NAME.md``, and adds ``registry_name`` under ``"backbones"`` in
-    ``MODELS/registry.json`` (other entries are kept; the file is replaced atomically). ``assets``
-    and ``models`` default to the package's ``aucli/assets/`` (which holds the registry too).
-    """
-    from aucli.fileio import atomic_write_json, atomic_write_text
-    from aucli.model.registry import REGISTRY_FORMAT_VERSION
-    from aucli.pretrain.card import card_markdown
-
-    run = Path(run)
-    assets = Path(assets) if assets is not None else ASSETS_DIR
-    models = Path(models) if models is not None else assets_dir()
-    card = read_backbone_card(run / "encoder.json")
-    _verify(run / card["weights"]["file"], card["weights"], f"pretraining run {run}")
-    assets.mkdir(parents=True, exist_ok=True)
-    (models / "cards").mkdir(parents=True, exist_ok=True)
-    weights = assets / f"{stem}.safetensors"
-    shutil.copyfile(run / card["weights"]["file"], weights)
-    card = {**card, "name": registry_name, "embedded_name": name, "weights": {**card["weights"], "file": weights.name}}
-    atomic_write_json(assets / f"{stem}.json", card)
-    atomic_write_text(models / "cards" / f"{registry_name}.md", card_markdown(card))
-    for published in (weights, assets / f"{stem}.json", models / "cards" / f"{registry_name}.md"):
-        published.chmod(0o644)
-    registry_path = models / "registry.json"
-    data: dict[str, Any] = (
-        json.loads(registry_path.read_text(encoding="utf-8"))
-        if registry_path.is_file()
-        else {"format_version": REGISTRY_FORMAT_VERSION, "checkpoints": {}}
-    )
-    data.setdefault("backbones", {})[registry_name] = {
-        "files": {"weights": os.path.relpath(weights, models), "card": os.path.relpath(assets / f"{stem}.json", models)},
-        "sha256": {"weights": card["weights"]["sha256"]},
-        "size": {"weights": card["weights"]["bytes"]},
-        "architecture": card["architecture"],
-        "model_config": card["model_config"],
-        "embedded": f"{EMBEDDED_PREFIX}{name}",
-        "card": f"cards/{registry_name}.md",
-    }
-    atomic_write_json(registry_path, data)
-    registry_path.chmod(0o644)
-    return embedded_backbone(name, folder=assets)

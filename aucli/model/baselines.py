@@ -11,7 +11,8 @@
 
 Every method's model returns :class:`aucli.model.AUFormerOutput` (``expert_logits`` None), and
 exposes ``au_names``, ``cfg``, ``data_config``, ``trainable_parameters()``,
-``trainable_state_dict()`` and ``parameter_summary()`` like :class:`aucli.model.AUFormer`.
+``trainable_state_dict()`` and ``parameter_summary()`` like :class:`aucli.model.AUFormer`. They are
+built by name through the method registry, :mod:`aucli.model.methods`.
 """
 
 from __future__ import annotations
@@ -24,28 +25,13 @@ from torch.utils.checkpoint import checkpoint
 
 from aucli.config import BaselineConfig, ModelConfig
 from aucli.errors import ModelError
-from aucli.model import AUFormer, AUFormerOutput
-from aucli.model.auformer import checkpoint_tensors
-from aucli.model.backbone import check_backbone, create_backbone, freeze_backbone, resolve_backbone_source
+from aucli.model.auformer import AUFormerOutput, checkpoint_tensors
+from aucli.model.backbone import backbone_data_config, check_backbone, freeze_backbone
 from aucli.nn import MainHead
 
-__all__ = ["METHODS", "BASELINES", "Adapter", "BaselineModel", "build_method_model", "backbone_data_config"]
+__all__ = ["BASELINES", "Adapter", "BaselineModel"]
 
-METHODS = ("auformer", "linear", "adaptformer", "lora", "full")
 BASELINES = ("linear", "adaptformer", "lora", "full")
-
-
-def backbone_data_config(vit: nn.Module) -> dict[str, Any]:
-    """Input size, mean, std, interpolation and crop_pct of a timm ViT (as ``AUFormer.data_config``)."""
-    pretrained = getattr(vit, "pretrained_cfg", None) or {}
-    img_size = tuple(int(v) for v in vit.patch_embed.img_size)
-    return {
-        "input_size": (3, *img_size),
-        "mean": tuple(float(v) for v in pretrained.get("mean", (0.485, 0.456, 0.406))),
-        "std": tuple(float(v) for v in pretrained.get("std", (0.229, 0.224, 0.225))),
-        "interpolation": str(pretrained.get("interpolation", "bicubic")),
-        "crop_pct": float(pretrained.get("crop_pct", 0.875)),
-    }
 
 
 class Adapter(nn.Module):
@@ -183,24 +169,3 @@ def _inject_lora(backbone: nn.Module, baseline: BaselineConfig) -> nn.Module:
     for name, parameter in backbone.named_parameters():
         parameter.requires_grad_("lora_" in name)
     return backbone
-
-
-def build_method_model(
-    cfg: ModelConfig,
-    baseline: BaselineConfig,
-    method: str,
-    *,
-    weights: str | None = None,
-    device: torch.device | str | None = None,
-) -> nn.Module:
-    """The model of ``method`` with backbone ``weights`` ("hub", "random", a file; None: the config's).
-
-    ``auformer`` gives :class:`aucli.model.AUFormer`; the others a :class:`BaselineModel`.
-    """
-    if method not in METHODS:
-        raise ModelError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    source = resolve_backbone_source(cfg, weights)
-    backbone = create_backbone(cfg, weights=source, device=device)
-    if method == "auformer":
-        return AUFormer(cfg, backbone, backbone_source=source)
-    return BaselineModel(cfg, baseline, method, backbone, backbone_source=source)
