@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pytest
 import torch
 from engine_fixtures import TOY_AUS, make_toy_store, toy_recipe
 
+from aucli.config import Method
 from aucli.engine import train
-from aucli.model.baselines import Adapter, BaselineModel
-from aucli.model.checkpoint import load_model_checkpoint
-from aucli.model.methods import build_method_model
 from aucli.engine.data import AugmentedFaces, FaceTransform, store_dataset
 from aucli.engine.evaluate import predict_logits
 from aucli.engine.runs import load_tensors, read_json, save_tensors
 from aucli.engine.trainer import param_groups
+from aucli.errors import ModelError
+from aucli.model.baselines import Adapter, BaselineModel
+from aucli.model.checkpoint import load_model_checkpoint
+from aucli.model.methods import METHODS, build_method_model
 
 STEPS = {"optim.epochs": 1, "optim.max_steps": 2, "data.batch_size": 8}
 
@@ -58,6 +62,17 @@ def test_method_trains_saves_and_loads(method, toy_store, tmp_path):
     else:
         assert meta["parameters"]["frozen"] == 0
     _same_logits_after_loading(tmp_path / method, toy_store)
+
+
+def test_the_method_registry_builds_every_method_a_recipe_can_name():
+    assert list(METHODS) == list(get_args(Method))
+    recipe = toy_recipe()
+    for method in METHODS:
+        model = build_method_model(recipe.model, recipe.baseline, method, weights="random")
+        assert getattr(model, "method", "auformer") == method and model.au_names == list(recipe.model.au_names)
+        assert model(torch.zeros(2, 3, 32, 32)).logits.shape == (2, len(TOY_AUS))
+    with pytest.raises(ModelError, match=r"unknown method 'dora'; choose one of auformer, linear"):
+        build_method_model(recipe.model, recipe.baseline, "dora", weights="random")
 
 
 def test_parameter_counts_and_groups():
