@@ -14,7 +14,7 @@ from predict_fixtures import TINY_AUS, TINY_THRESHOLDS, Corpus, tiny_checkpoint,
 
 from aucli.aus import openface_column
 from aucli.engine.predict import Predictor, parse_shard, predict_sources, predict_store, shard_of
-from aucli.engine.predict_tables import BASE_COLUMNS, read_table, table_columns, table_names
+from aucli.engine.predict.tables import BASE_COLUMNS, read_table, table_columns, table_names
 from aucli.errors import UsageError
 from aucli.faces.pipeline import FaceOptions
 

@@ -15,7 +15,7 @@ from media_fixtures import write_corrupt_video, write_face_video
 from predict_fixtures import TINY_AUS, tiny_checkpoint
 
 from aucli.cli.main import cli
-from aucli.engine.predict_tables import check_table_format, read_table
+from aucli.engine.predict.tables import check_table_format, read_table
 from aucli.errors import UsageError
 
 FAST = ["--detector", "centerface", "--crop-size", "64", "--device", "cpu"]

@@ -177,7 +177,7 @@ def merge(folders, out, overwrite, as_json) -> None:
       aucli predict merge part1/ part2/ part3/ --out preds/
       aucli predict merge shards/* --out preds/ --json
     """
-    from aucli.engine.predict_merge import merge_predictions, render_merge_summary
+    from aucli.engine.predict.merge import merge_predictions, render_merge_summary
 
     summary = merge_predictions(list(folders), out, overwrite=overwrite)
     if as_json:

@@ -20,9 +20,7 @@ detected, so a one-frame cut or dropout between two keyframes gets no invented f
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,6 +33,7 @@ from aucli.faces.detect import DEFAULT_DETECT_WIDTH, DEFAULT_THRESHOLD, Detectio
 from aucli.faces.track import SELECT_POLICIES, FaceTracker, box_iou, select_faces
 from aucli.media.decode import Frame, iter_frames
 from aucli.media.sources import MediaSource
+from aucli.prefetch import Producer, Put
 
 __all__ = ["DEFAULT_DETECT_EVERY", "FaceOptions", "FaceRecord", "FrameResult", "extract_faces", "make_face_detector"]
 
@@ -156,73 +155,26 @@ def make_face_detector(options: FaceOptions) -> FaceDetector:
 
 
 # ----------------------------------------------------------------------------------------------
-# threads
-
-_END = object()
+# the two stages, each a thread (aucli.prefetch.Producer)
 
 
-class _Stage(threading.Thread):
-    """A daemon thread running ``produce(put)``, which fills a bounded queue.
-
-    ``put(item)`` returns False once the stage is stopped (the producer should then return). An
-    error raised by ``produce`` travels through the queue after the items produced before it, and
-    the consumer re-raises it.
-    """
-
-    def __init__(self, name: str, maxsize: int, produce: Callable[[Callable[[object], bool]], None]) -> None:
-        super().__init__(name=name, daemon=True)
-        self.items: queue.Queue = queue.Queue(maxsize=maxsize)
-        self.stopped = threading.Event()
-        self._produce = produce
-
-    def put(self, item: object) -> bool:
-        while not self.stopped.is_set():
-            try:
-                self.items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run(self) -> None:
-        try:
-            self._produce(self.put)
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            self.put(error)
-            return
-        self.put(_END)
-
-    def drain(self, cancelled: threading.Event | None = None) -> Iterator:
-        """The items in order until the end; returns early once ``cancelled`` is set."""
-        while cancelled is None or not cancelled.is_set():
-            try:
-                item = self.items.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-
-def _decode_stage(source: MediaSource, options: FaceOptions, start_frame: int, maxsize: int) -> _Stage:
+def _decode_stage(source: MediaSource, options: FaceOptions, start_frame: int, maxsize: int) -> Producer:
     """Stage 1: the sampled frames of one source."""
 
-    def produce(put: Callable[[object], bool]) -> None:
+    def produce(put: Put) -> None:
         for frame in iter_frames(source, every=options.every, fps=options.fps, start=start_frame):
             if not put(frame):
                 return
 
-    return _Stage(f"aucli-decode-{source.key}", maxsize, produce)
+    return Producer(f"aucli-decode-{source.key}", maxsize, produce)
 
 
-def _face_stage(decoder: _Stage, extractor: _Extractor, window_keys: int, maxsize: int) -> _Stage:
+def _face_stage(decoder: Producer, extractor: _Extractor, window_keys: int, maxsize: int) -> Producer:
     """Stage 2: windows of frames ending on a keyframe -> detection, carrying, tracking and
     alignment -> one FrameResult per frame, in order."""
     every = extractor.detect_every
 
-    def produce(put: Callable[[object], bool]) -> None:
+    def produce(put: Put) -> None:
         buffer: list[Frame] = []
         flags: list[bool] = []
         previous_key: tuple[Frame, Detections] | None = None
@@ -253,7 +205,7 @@ def _face_stage(decoder: _Stage, extractor: _Extractor, window_keys: int, maxsiz
         if failure is not None:
             raise failure
 
-    stage = _Stage(decoder.name.replace("decode", "faces"), maxsize, produce)
+    stage = Producer(decoder.name.replace("decode", "faces"), maxsize, produce)
     return stage
 
 
@@ -416,6 +368,5 @@ def extract_faces(
         yield from faces.drain()
     finally:
         faces.stopped.set()
-        decoder.stopped.set()
-        faces.join(timeout=10)
-        decoder.join(timeout=10)
+        decoder.stop()
+        faces.stop()

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aucli.fileio import file_mode
-from aucli.engine.predict_tables import MANIFEST_NAME, keys_digest, read_manifest, utc_now, write_manifest
+from aucli.console import warn
+from aucli.engine.predict.manifest import MANIFEST_NAME, keys_digest, read_manifest, utc_now, write_manifest
 from aucli.errors import UsageError
+from aucli.fileio import file_mode
+from aucli.media.sources import natural_key
 
 __all__ = ["MergeSummary", "merge_predictions", "render_merge_summary"]
 
@@ -83,33 +85,47 @@ def merge_predictions(folders: Sequence[str | Path], out: str | Path, *, overwri
         UsageError: a folder is not a predict output or unfinished; checkpoints, formats, face
             options or corpora differ; shards are missing, repeated or overlap.
     """
-    from aucli.console import warn
-    from aucli.media.sources import natural_key
-
     started = time.perf_counter()
     if not folders:
         raise UsageError("give the shard folders to merge")
     paths = [Path(f).expanduser() for f in folders]
     out = Path(out).expanduser()
-    resolved_out = out.resolve()
-    manifests: list[dict[str, Any]] = []
-    for folder in paths:
-        if folder.resolve() == resolved_out:
-            raise UsageError(f"--out {out} is one of the folders to merge; write the merged result to a new folder")
-        if not folder.is_dir():
-            raise UsageError(f"{folder}: no such folder")
-        manifest = read_manifest(folder)
-        if manifest is None:
-            raise UsageError(f"{folder} has no {MANIFEST_NAME}: not an output folder of aucli predict")
-        pending = [e["key"] for e in manifest.get("inputs", []) if e.get("status") == "pending"]
-        if pending or not manifest.get("complete", False):
-            shard = _shard(manifest)
-            detail = f"{len(pending)} input(s) pending, e.g. {pending[0]}" if pending else "the run did not finish"
-            raise UsageError(
-                f"{folder} (shard {shard[0]}/{shard[1]}) is incomplete: {detail}; rerun its aucli predict command to finish it"
-            )
-        manifests.append(manifest)
+    manifests = [_finished_manifest(folder, out) for folder in paths]
+    _check_same_run(paths, manifests)
+    count = _check_shards(paths, manifests)
+    entries = _check_inputs(paths, manifests)
+    previous = read_manifest(out) if out.is_dir() else None
+    if previous is not None and not overwrite:
+        raise UsageError(f"{out} already holds predictions; choose a new --out, or --overwrite to replace them")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    summary = MergeSummary(out=out, folders=paths, shards=count, checkpoint=manifests[0]["checkpoint"], inputs=len(entries))
+    merged_inputs = [_copy_entry(folder, entry, out, summary) for folder, entry in entries]
+    write_manifest(out, _merged_manifest(paths, manifests, merged_inputs))
+    summary.seconds = time.perf_counter() - started
+    return summary
 
+
+def _finished_manifest(folder: Path, out: Path) -> dict[str, Any]:
+    """The manifest of a finished shard folder (not ``out`` itself)."""
+    if folder.resolve() == out.resolve():
+        raise UsageError(f"--out {out} is one of the folders to merge; write the merged result to a new folder")
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such folder")
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise UsageError(f"{folder} has no {MANIFEST_NAME}: not an output folder of aucli predict")
+    pending = [e["key"] for e in manifest.get("inputs", []) if e.get("status") == "pending"]
+    if pending or not manifest.get("complete", False):
+        shard = _shard(manifest)
+        detail = f"{len(pending)} input(s) pending, e.g. {pending[0]}" if pending else "the run did not finish"
+        raise UsageError(f"{folder} (shard {shard[0]}/{shard[1]}) is incomplete: {detail}; rerun its aucli predict command to finish it")
+    return manifest
+
+
+def _check_same_run(paths: list[Path], manifests: list[dict[str, Any]]) -> None:
+    """Every shard from the same checkpoint files, table format, face options and input list."""
     first, base = manifests[0], paths[0]
     for folder, manifest in zip(paths[1:], manifests[1:]):
         mine, theirs = first["checkpoint"], manifest["checkpoint"]
@@ -124,33 +140,35 @@ def merge_predictions(folders: Sequence[str | Path], out: str | Path, *, overwri
             )
         if manifest.get("face_options") != first.get("face_options"):
             before, now = first.get("face_options") or {}, manifest.get("face_options") or {}
-            differ = ", ".join(
-                f"{k} {before.get(k)!r} vs {now.get(k)!r}" for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)
-            )
-            raise UsageError(
-                f"{folder} and {base} were predicted with other face options ({differ}); predict all shards with the same options"
-            )
+            differ = ", ".join(f"{k} {before.get(k)!r} vs {now.get(k)!r}" for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k))
+            raise UsageError(f"{folder} and {base} were predicted with other face options ({differ}); predict all shards with the same options")
         if manifest.get("corpus") != first.get("corpus"):
             raise UsageError(
                 f"{folder} and {base} are shards of different input lists ({manifest['corpus'].get('n_sources')} vs "
                 f"{first['corpus'].get('n_sources')} inputs); give every shard the same inputs"
             )
 
-    count = _shard(first)[1]
+
+def _check_shards(paths: list[Path], manifests: list[dict[str, Any]]) -> int:
+    """Each shard 1..n exactly once, all of the same n; returns n."""
+    count = _shard(manifests[0])[1]
     seen: dict[int, Path] = {}
     for folder, manifest in zip(paths, manifests):
         index, n = _shard(manifest)
         if n != count:
-            raise UsageError(
-                f"{folder} is shard {index}/{n}, {base} is one of {count}; every shard must split the inputs into the same n"
-            )
+            raise UsageError(f"{folder} is shard {index}/{n}, {paths[0]} is one of {count}; every shard must split the inputs into the same n")
         if index in seen:
             raise UsageError(f"shard {index}/{n} is given twice: {seen[index]} and {folder}")
         seen[index] = folder
     absent = [i for i in range(1, count + 1) if i not in seen]
     if absent:
         raise UsageError(f"shard(s) {', '.join(f'{i}/{count}' for i in absent)} missing: give all {count} shard folders")
+    return count
 
+
+def _check_inputs(paths: list[Path], manifests: list[dict[str, Any]]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every input of the corpus in exactly one shard, every done table present; ``(folder, entry)``
+    per input in natural key order."""
     owner: dict[str, Path] = {}
     entries: list[tuple[Path, dict[str, Any]]] = []
     for folder, manifest in zip(paths, manifests):
@@ -161,7 +179,7 @@ def merge_predictions(folders: Sequence[str | Path], out: str | Path, *, overwri
             owner[key] = folder
             entries.append((folder, entry))
     keys = sorted(owner, key=natural_key)
-    corpus = first.get("corpus") or {}
+    corpus = manifests[0].get("corpus") or {}
     if len(keys) != int(corpus.get("n_sources", -1)) or keys_digest(keys) != corpus.get("keys_sha256"):
         raise UsageError(
             f"the shards hold {len(keys)} input(s), the corpus has {corpus.get('n_sources')}: some inputs are missing or "
@@ -169,40 +187,33 @@ def merge_predictions(folders: Sequence[str | Path], out: str | Path, *, overwri
         )
     for folder, entry in entries:
         if entry.get("status") == "done" and not (folder / entry["table"]).is_file():
-            raise UsageError(
-                f"{folder / entry['table']} is missing although {folder / MANIFEST_NAME} lists it as done; rerun that shard"
-            )
+            raise UsageError(f"{folder / entry['table']} is missing although {folder / MANIFEST_NAME} lists it as done; rerun that shard")
+    return sorted(entries, key=lambda item: natural_key(item[1]["key"]))
 
-    previous = read_manifest(out) if out.is_dir() else None
-    if previous is not None and not overwrite:
-        raise UsageError(f"{out} already holds predictions; choose a new --out, or --overwrite to replace them")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file; give a folder")
-    out.mkdir(parents=True, exist_ok=True)
 
-    summary = MergeSummary(out=out, folders=paths, shards=count, checkpoint=first["checkpoint"], inputs=len(keys))
-    merged_inputs = []
-    for folder, entry in sorted(entries, key=lambda item: natural_key(item[1]["key"])):
-        if entry.get("status") == "done":
-            _copy_atomic(folder / entry["table"], out / entry["table"])
-            summary.done += 1
-            summary.tables += 1
-            summary.frames += int(entry.get("frames", 0))
-            summary.faces += int(entry.get("faces", 0))
-        else:
-            summary.failed += 1
-            message = f"{entry['key']}: failed in shard folder {folder}: {entry.get('message', '')}".rstrip(": ")
-            warn(message)
-            summary.problems.append(message)
-        merged_inputs.append(dict(entry))
-    merged = {
-        key: value
-        for key, value in first.items()
-        if key not in ("inputs", "shard", "problems", "created_at", "updated_at", "complete")
-    }
+def _copy_entry(folder: Path, entry: dict[str, Any], out: Path, summary: MergeSummary) -> dict[str, Any]:
+    """Copy a done input's table into ``out`` (a failed one is reported); returns its merged entry."""
+    if entry.get("status") == "done":
+        _copy_atomic(folder / entry["table"], out / entry["table"])
+        summary.done += 1
+        summary.tables += 1
+        summary.frames += int(entry.get("frames", 0))
+        summary.faces += int(entry.get("faces", 0))
+    else:
+        summary.failed += 1
+        message = f"{entry['key']}: failed in shard folder {folder}: {entry.get('message', '')}".rstrip(": ")
+        warn(message)
+        summary.problems.append(message)
+    return dict(entry)
+
+
+def _merged_manifest(paths: list[Path], manifests: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One manifest for the merged folder: the first shard's settings, no shard, every input."""
+    dropped = ("inputs", "shard", "problems", "created_at", "updated_at", "complete")
+    merged = {key: value for key, value in manifests[0].items() if key not in dropped}
     merged.update(
         shard=None,
-        inputs=merged_inputs,
+        inputs=inputs,
         problems=[p for m in manifests for p in m.get("problems", [])],
         merged_from=[
             {"folder": str(folder.resolve()), "shard": f"{_shard(m)[0]}/{_shard(m)[1]}", "created_at": m.get("created_at")}
@@ -211,9 +222,7 @@ def merge_predictions(folders: Sequence[str | Path], out: str | Path, *, overwri
         created_at=utc_now(),
         complete=True,
     )
-    write_manifest(out, merged)
-    summary.seconds = time.perf_counter() - started
-    return summary
+    return merged
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
