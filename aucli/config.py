@@ -2,7 +2,8 @@
 
 A recipe is a YAML file with one mapping per section (``model:``, ``loss:``, ...). Every section is a
 dataclass whose fields carry their default, a help text and, where it matters, a valid range. The
-resolved configuration is built in one line of precedence::
+resolved configuration is built in one line of precedence, by :func:`recipe_data` for every
+command (and :func:`load_recipe` on top of it)::
 
     defaults (dataclass fields) < recipe file < --override key.sub=value < dedicated flags
 
@@ -45,7 +46,7 @@ __all__ = [
     "TrainConfig",
     "BaselineConfig",
     "parse_au_map",
-    "layered_recipe_data",
+    "recipe_data",
     "Recipe",
     "load_recipe",
     "parse_overrides",
@@ -357,16 +358,42 @@ def to_plain(section: Any) -> Any:
     return section
 
 
-def load_recipe(path: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] = ()) -> Recipe:
-    """Resolve a recipe: defaults < the YAML file at ``path`` (optional) < ``overrides``.
+def load_recipe(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] = (),
+    flags: Mapping[str, Any] | None = None,
+) -> Recipe:
+    """Resolve a recipe: defaults < the YAML file at ``path`` (optional) < ``overrides`` < ``flags``.
 
     ``path`` may also name a packaged recipe: ``load_recipe("synthetic")`` (see :func:`read_yaml`).
-
-    ``overrides`` is a list of ``"key.sub=value"`` strings (values parsed as YAML scalars/lists) or
-    a mapping of dotted keys to values. Raises :class:`UsageError` for unknown keys and bad values.
+    See :func:`recipe_data` for ``overrides`` and ``flags``. Raises :class:`UsageError` for unknown
+    keys and bad values.
     """
-    data = merge_dicts(read_yaml(path) if path is not None else {}, parse_overrides(overrides))
-    return Recipe.from_dict(data)
+    return Recipe.from_dict(recipe_data(path, overrides, flags))
+
+
+def recipe_data(
+    recipe: str | Path | Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] = (),
+    flags: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The one precedence every command resolves its settings with: ``recipe`` < ``overrides`` < ``flags``.
+
+    Args:
+        recipe: a YAML file or a packaged recipe's name (:func:`read_yaml`), or the recipe's
+            content as a mapping (a saved run's settings); None or "": nothing.
+        overrides: ``"key.sub=value"`` strings (``--override``; values parsed as YAML scalars or
+            lists) or a mapping of dotted keys to values.
+        flags: dotted key -> value of a command's dedicated flag (``--epochs`` is
+            ``optim.epochs``); None means the flag was not given.
+
+    Returns:
+        the nested mapping, not yet validated: building the sections (``Recipe.from_dict``) fills
+        in the defaults and checks every key and value.
+    """
+    base = dict(recipe) if isinstance(recipe, Mapping) else read_yaml(recipe) if recipe else {}
+    data = merge_dicts(base, parse_overrides(overrides))
+    return merge_dicts(data, parse_overrides({k: v for k, v in (flags or {}).items() if v is not None}))
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -430,18 +457,6 @@ def merge_dicts(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str,
         else:
             merged[key] = value
     return merged
-
-
-def layered_recipe_data(
-    recipe_path: str | Path | None, overrides: Sequence[str], flags: Mapping[str, Any]
-) -> dict[str, Any]:
-    """A command's recipe mapping: the recipe file < ``-o key=value`` overrides < dedicated flags.
-
-    ``flags`` maps dotted keys to flag values; ``None`` means the flag was not given.
-    """
-    data = read_yaml(recipe_path) if recipe_path else {}
-    data = merge_dicts(data, parse_overrides(list(overrides)))
-    return merge_dicts(data, parse_overrides({k: v for k, v in flags.items() if v is not None}))
 
 
 def build_section(cls: type, data: Mapping[str, Any] | None, prefix: str) -> Any:

@@ -182,7 +182,7 @@ def recipe_for(
     args: argparse.Namespace, method: str, source: str, weights_path: str, model_config: dict[str, Any], faces: int, seed: int
 ):
     """recipes/synthetic.yaml with the backbone, the fixed budget and the seed of this run."""
-    from aucli.config import Recipe, merge_dicts, parse_overrides, read_yaml
+    from aucli.config import Recipe, recipe_data
 
     # about 10% of the budget as warm-up: the trainer counts warm-up in epochs of the training share (~2/3 x 85% of faces)
     per_epoch = max(faces * (2 / 3) * 0.85 / args.batch, 1.0)
@@ -205,9 +205,7 @@ def recipe_for(
         "train.eval_every": 100000,
         "train.select_by": "last",
     }
-    data = merge_dicts(read_yaml("synthetic"), parse_overrides(overrides))
-    if getattr(args, "override", None):
-        data = merge_dicts(data, parse_overrides(args.override))
+    data = recipe_data(recipe_data("synthetic", overrides), getattr(args, "override", None) or ())  # the user's -o last
     data["model"]["backbone_overrides"] = dict(model_config["backbone_overrides"])  # replaced whole, not merged key by key
     return Recipe.from_dict(data)
 

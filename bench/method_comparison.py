@@ -196,7 +196,7 @@ def method_recipe(
     At the recipe's learning rate and all training subjects it is learnability.py's recipe itself,
     so the two scripts share those runs. The warm-up stays about 10% of the steps at any fraction.
     """
-    from aucli.config import Recipe, merge_dicts, parse_overrides
+    from aucli.config import Recipe, recipe_data
 
     base = learnability.recipe_for(args, method, "pretrained", weights_path, model_config, max(round(faces * fraction), 1), seed)
     overrides: dict[str, Any] = {}
@@ -206,7 +206,7 @@ def method_recipe(
         overrides["train.train_fraction"] = fraction
     if not overrides:
         return base
-    return Recipe.from_dict(merge_dicts(base.to_dict(), parse_overrides(overrides)))
+    return Recipe.from_dict(recipe_data(base.to_dict(), overrides))
 
 
 def run_folder(

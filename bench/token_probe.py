@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def probe_recipe(store: Path, labels: str | None, weights: str, random_init: bool, seed: int):
     """recipes/synthetic.yaml on the backbone's card, with the label set's own AUs (the fold split of ``aucli train``)."""
-    from aucli.config import Recipe, merge_dicts, parse_overrides, read_yaml
+    from aucli.config import Recipe, recipe_data
     from aucli.engine.data import resolve_label_set
     from aucli.store import CorpusStore
 
@@ -75,7 +75,7 @@ def probe_recipe(store: Path, labels: str | None, weights: str, random_init: boo
         "train.protocol": "auto",
         "train.seed": seed,
     }
-    data = merge_dicts(read_yaml("synthetic"), parse_overrides(overrides))
+    data = recipe_data("synthetic", overrides)
     data["model"]["backbone_overrides"] = dict(model_config["backbone_overrides"])
     return Recipe.from_dict(data)
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from aucli.aus import BP4D_AUS, DISFA_AUS, au_name
-from aucli.config import LossConfig, ModelConfig, MoKEConfig, Recipe, config_keys, load_recipe, parse_overrides
+from aucli.config import LossConfig, ModelConfig, MoKEConfig, Recipe, config_keys, load_recipe, parse_overrides, recipe_data
 from aucli.errors import UnknownAUError, UsageError
 from aucli.resources import recipes_dir
 
@@ -38,6 +38,19 @@ def test_precedence_defaults_recipe_overrides(tmp_path: Path) -> None:
     assert recipe.model.moke.dilations == (1, 3, 5)  # default
     assert recipe.model.au_names == [au_name(n) for n in DISFA_AUS]
     assert recipe.loss.margin == 0.1 and recipe.loss.dice is False
+
+
+def test_dedicated_flags_beat_overrides_and_a_flag_not_given_changes_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path, "optim: {lr: 0.01, epochs: 7}\ntrain: {seed: 3}\n")
+    flags = {"optim.lr": 0.5, "optim.epochs": None, "train.device": "cpu"}
+    recipe = load_recipe(path, ["optim.lr=0.2", "optim.epochs=9", "train.seed=4"], flags)
+    assert recipe.optim.lr == 0.5  # flag beats override beats recipe
+    assert recipe.optim.epochs == 9  # a flag that was not given (None) leaves the override
+    assert recipe.train.seed == 4 and recipe.train.device == "cpu"
+    # the same precedence on plain data (finetune-micro's recipe has a micro: section the Recipe lacks)
+    data = recipe_data({"micro": {"aus": "casme2"}, "optim": {"lr": 1.0}}, {"micro.protocol": "kfold"}, {"optim.lr": 2.0, "micro.aus": None})
+    assert data == {"micro": {"aus": "casme2", "protocol": "kfold"}, "optim": {"lr": 2.0}}
+    assert recipe_data(None) == recipe_data("") == {}
 
 
 def test_overrides_as_mapping_and_nested_dicts() -> None:

@@ -168,13 +168,9 @@ def run(store, labels, recipe_path, overrides, folds, run_dir, resume, backbone_
         oof = from_checkpoint(store, checkpoint, label_set=label_set, calibration=calibration, device=device,
                               batch_size=batch_size, backbone_weights=backbone_weights, au_map=au_map)
     elif oof is None:
-        from aucli.config import Recipe, merge_dicts, parse_overrides, read_yaml
+        from aucli.config import load_recipe
 
-        data = read_yaml(recipe_path) if recipe_path else {}
-        data = merge_dicts(data, parse_overrides(list(overrides)))
-        if device != "auto":
-            data = merge_dicts(data, parse_overrides({"train.device": device}))
-        recipe = Recipe.from_dict(data)
+        recipe = load_recipe(recipe_path, overrides, {"train.device": device if device != "auto" else None})
         folder = Path(run_dir) if run_dir else Path(store).with_name(f"{Path(store).stem}-audit-{name or label_set}")
         oof = from_training(store, recipe, out=folder, label_set=label_set, folds=folds, calibration=calibration, resume=resume,
                             weights=backbone_weights, show_progress=not quiet and not as_json)

@@ -50,7 +50,7 @@ def finetune_micro(store, checkpoint, out, recipe_path, labels, aus, protocol, f
       aucli finetune-micro casme2.h5 -c bp4d.json --folds 5 --heads-only --no-final --out runs/micro-heads
       aucli predict clips/ --checkpoint runs/micro/finetuned.safetensors --out preds/
     """
-    from aucli.config import layered_recipe_data
+    from aucli.config import recipe_data
     from aucli.console import console
     from aucli.engine.micro import finetune_micro as run_finetune
     from aucli.errors import UsageError
@@ -71,7 +71,7 @@ def finetune_micro(store, checkpoint, out, recipe_path, labels, aus, protocol, f
         "train.seed": seed,
         "train.device": device if device != "auto" else None,
     }
-    data = layered_recipe_data(recipe_path, overrides, flags)
+    data = recipe_data(recipe_path, overrides, flags)
     result = run_finetune(store, checkpoint, data, out=out, resume=resume, backbone_weights=backbone_weights,
                           show_progress=not quiet and not as_json)
     if as_json:

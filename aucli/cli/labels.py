@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aucli.cli.options import echo_json, json_option, store_argument
-
-LABEL_FORMATS = ("bp4d", "disfa", "openface", "casme2", "csv")
+from aucli.cli.options import echo_json, json_option, label_format_option, store_argument
 
 
 @click.group("labels")
@@ -46,7 +44,7 @@ def list_(store, as_json) -> None:
 @labels.command("import")
 @store_argument()
 @click.argument("files", nargs=-1, required=True)
-@click.option("--format", "label_format", type=click.Choice(LABEL_FORMATS), required=True, help="Format of FILES.")
+@label_format_option("--format", "label_format", required=True, help="Format of FILES.")
 @click.option("--as", "name", required=True, help="Name of the new label set.")
 @click.option("--aus", help="AUs to import, e.g. bp4d or 1,2,4 (default: the files' own; BP4D: its 12).")
 @click.option("--threshold", type=float, help="DISFA: occurrence = intensity >= this.  [default: 2]")

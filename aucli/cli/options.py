@@ -38,6 +38,14 @@ class RecipeType(click.ParamType):
 RECIPE = RecipeType()
 
 
+def label_format_option(*names: str, required: bool = False, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A label-format option (``--format``, ``--label-format``) whose choices are the label importers'
+    formats, :data:`aucli.labels.FORMATS`: the one list of them (bp4d, disfa, openface, casme2, csv)."""
+    from aucli.labels import FORMATS
+
+    return click.option(*names, type=click.Choice(tuple(FORMATS)), required=required, help=help)
+
+
 def store_argument(exists: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The STORE positional argument (an HDF5 corpus store)."""
     return click.argument("store", type=click.Path(exists=exists, dir_okay=False, writable=not exists))

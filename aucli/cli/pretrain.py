@@ -85,7 +85,7 @@ def pretrain(
     from aucli.pretrain import pretrain as run_pretrain
 
     flags = {"steps": steps, "batch_size": batch_size, "seed": seed, "identities": identities, "precision": precision}
-    config = load_pretrain_config([*overrides, *(f"{key}={value}" for key, value in flags.items() if value is not None)])
+    config = load_pretrain_config(overrides, flags=flags)
     result = run_pretrain(
         config, out, resume=resume, threads=threads, workers=workers, device=device, max_minutes=max_minutes,
         show_progress=not (quiet or as_json), keep_cache=keep_cache,

@@ -62,7 +62,7 @@ def train(store, recipe_path, out, fold, method, resume, overrides, labels, epoc
       aucli train synth.h5 --recipe recipes/synthetic.yaml --init-from synthface-auformer --out runs/tuned
       torchrun --nproc-per-node 4 -m aucli train bp4d.h5 --recipe recipes/bp4d.yaml --out runs/ddp
     """
-    from aucli.config import Recipe, layered_recipe_data
+    from aucli.config import load_recipe
     from aucli.console import console
     from aucli.engine.trainer import train as run_training
 
@@ -81,8 +81,7 @@ def train(store, recipe_path, out, fold, method, resume, overrides, labels, epoc
         "train.init_from": init_from,
         "train.device": device if device != "auto" else None,
     }
-    data = layered_recipe_data(recipe_path, overrides, flags)
-    recipe = Recipe.from_dict(data)
+    recipe = load_recipe(recipe_path, overrides, flags)
     result = run_training(store, recipe, out=out, resume=resume, show_progress=not quiet and not as_json)
     if setup_rank() != 0:
         return

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aucli.config import Section, build_section, merge_dicts, option, parse_overrides
+from aucli.config import Section, build_section, merge_dicts, option, recipe_data
 from aucli.errors import UsageError
 
 __all__ = ["PretrainConfig", "load_pretrain_config", "RUNTIME_KEYS"]
@@ -97,11 +97,15 @@ class PretrainConfig(Section):
 
 
 def load_pretrain_config(
-    overrides: Mapping[str, Any] | Sequence[str] = (), base: Mapping[str, Any] | None = None
+    overrides: Mapping[str, Any] | Sequence[str] = (),
+    base: Mapping[str, Any] | None = None,
+    flags: Mapping[str, Any] | None = None,
 ) -> PretrainConfig:
-    """Defaults < ``base`` (e.g. a saved run's config) < ``overrides`` (``["steps=100", "overrides.depth=2"]`` or a mapping).
+    """Defaults < ``base`` (e.g. a saved run's config) < ``overrides`` (``["steps=100", "overrides.depth=2"]``
+    or a mapping) < ``flags`` (``aucli pretrain``'s dedicated flags; None: not given), as every
+    command resolves its settings (:func:`aucli.config.recipe_data`).
 
     Mappings merge key by key, so ``overrides.depth=2`` keeps the default ``overrides.patch_size``.
     """
-    data = merge_dicts(merge_dicts(PretrainConfig().to_dict(), dict(base or {})), parse_overrides(overrides))
+    data = recipe_data(merge_dicts(PretrainConfig().to_dict(), dict(base or {})), overrides, flags)
     return build_section(PretrainConfig, data, "")
