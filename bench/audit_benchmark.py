@@ -62,8 +62,6 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 METHODS = ("audit", "audit, no temporal", "audit, no confusion", "cleanlab rank", "cleanlab filter")
 AUDIT_VARIANTS = {"audit": {}, "audit, no temporal": {"temporal": False}, "audit, no confusion": {"confusion_pairs": []}}
 #: noise types of the synth ledger reported one by one (aucli.synth.noise.REASONS)

@@ -17,19 +17,12 @@ gain is 0. A diverged run ends with the trainer's message, which is printed, not
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-for _path in (str(ROOT), str(BENCH)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-import learnability  # (the store and the fixed-budget recipe of issue 4's check)
+from benchlib import learning  # (the store and the fixed-budget recipe of issue 4's check)
 
 
 def link_gains(model: Any) -> list[float]:
@@ -72,11 +65,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--log-every", type=int, default=10, help="print the chain's gains every this many steps")
     parser.add_argument("--out", type=Path, help="run folder (default: a new one under --work/runs/collaboration_gain)")
     args, rest = parser.parse_known_args(argv)
-    bench = learnability.parse_args([*rest, "--seeds", str(args.seed)])  # --work, --steps, --device, -o, ...
+    bench = learning.parse_args([*rest, "--seeds", str(args.seed)])  # --work, --steps, --device, -o, ...
     torch.set_num_threads(bench.threads)
-    store, data = learnability.make_store(bench)
-    weights, model_config = learnability.backbone(bench.weights)
-    recipe = learnability.recipe_for(bench, "auformer", "pretrained", weights, model_config, data["faces"], args.seed)
+    store, data = learning.make_store(bench)
+    weights, model_config = learning.backbone(bench.weights)
+    recipe = learning.recipe_for(bench, "auformer", "pretrained", weights, model_config, data["faces"], args.seed)
     recipe = type(recipe).from_dict({**recipe.to_dict(), "train": {**recipe.to_dict()["train"], "fold": args.fold}})
     out = args.out or bench.work / "runs" / "collaboration_gain" / f"fold{args.fold}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 

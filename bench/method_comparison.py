@@ -76,13 +76,7 @@ from typing import Any
 
 import numpy as np
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-for _path in (str(ROOT), str(BENCH)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-import learnability  # (the corpus, store, backbone and fixed-budget recipe of issue 4's check)
+from benchlib import learning  # (the corpus, store, backbone and fixed-budget recipe of issue 4's check)
 from aucli.resources import recipe_path
 
 METHODS = ("auformer", "linear", "adaptformer", "lora", "full")
@@ -98,12 +92,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="tiny corpora, 1 seed, 20 steps of 32 faces: checks the pipeline and times the steps, not the figures")  # fmt: skip
     parser.add_argument("--data-efficiency", action="store_true",
                         help="the data-efficiency table (auformer and full at --fractions of the training subjects) instead of the methods table")  # fmt: skip
-    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "out" / "learnability",
+    parser.add_argument("--work", type=Path, default=learning.ROOT / "bench" / "out" / "learnability",
                         help="folder for corpora, stores and runs (kept, reused; shared with learnability.py)")  # fmt: skip
     parser.add_argument("--methods", help=f"comma-separated subset (default: {','.join(METHODS)}; with --data-efficiency: {','.join(EFFICIENCY_METHODS)})")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds (comma-separated)")
     parser.add_argument("--lr", default="recipe", help="peak learning rate(s) of every method: recipe, or a comma-separated grid chosen on validation F1")
-    parser.add_argument("--steps", type=int, default=learnability.BUDGET_STEPS, help="optimiser steps per fold (the same budget for every method)")
+    parser.add_argument("--steps", type=int, default=learning.BUDGET_STEPS, help="optimiser steps per fold (the same budget for every method)")
     parser.add_argument("--batch", type=int, default=32, help="batch size")
     parser.add_argument("--subjects", type=int, default=41, help="methods table: corpus subjects (learnability.py's corpus)")
     parser.add_argument("--tasks", type=int, default=8, help="methods table: BP4D tasks per subject")
@@ -117,7 +111,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", default="embedded:synthface", help="the pretrained backbone (embedded:NAME, a registered name, or a file)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--loader-workers", type=int, default=1, help="DataLoader worker processes")
-    learnability.add_run_options(parser)
+    learning.add_run_options(parser)
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     args = parser.parse_args(argv)
     if args.quick:
@@ -198,7 +192,7 @@ def method_recipe(
     """
     from aucli.config import Recipe, recipe_data
 
-    base = learnability.recipe_for(args, method, "pretrained", weights_path, model_config, max(round(faces * fraction), 1), seed)
+    base = learning.recipe_for(args, method, "pretrained", weights_path, model_config, max(round(faces * fraction), 1), seed)
     overrides: dict[str, Any] = {}
     if lr is not None and lr != base.optim.lr:
         overrides["optim.lr"] = lr
@@ -214,15 +208,15 @@ def run_folder(
 ) -> Path:
     """``runs/<store>/steps<S>-batch<B>[-cuda]/<method>-pretrained-<sha8>[-lr<lr>][-frac<f>]/seed<seed>`` (learnability.py's layout;
     ``<sha8>`` names the backbone file, :func:`learnability.weights_tag`)."""
-    name = f"{method}-{learnability.weights_tag(weights)}"
+    name = f"{method}-{learning.weights_tag(weights)}"
     if lr is not None and lr != recipe_lr():
         name += f"-lr{lr:g}"
     if fraction != 1.0:
         name += f"-frac{fraction:g}"
-    return work / "runs" / store.stem / learnability.budget_name(args) / name / f"seed{seed}"
+    return work / "runs" / store.stem / learning.budget_name(args) / name / f"seed{seed}"
 
 
-run_lock = learnability.run_lock  # (one lock for both scripts: they share run folders)
+run_lock = learning.run_lock  # (one lock for both scripts: they share run folders)
 
 
 def step_timing(marks: Sequence[tuple[int, float]]) -> dict[str, Any] | None:
@@ -261,7 +255,7 @@ def run_one(store: Path, recipe: Any, folder: Path, *, threads: int, show_progre
     ``status`` is ``done``, ``diverged`` (recorded, not retrained) or ``missing`` (``report_only`` and unfinished).
     """
     marks: list[tuple[int, float]] = []
-    outcome = learnability.train_or_report(store, recipe, folder, report_only=report_only, show_progress=show_progress,
+    outcome = learning.train_or_report(store, recipe, folder, report_only=report_only, show_progress=show_progress,
                                            on_step=lambda step: marks.append((step, time.perf_counter())))  # fmt: skip
     if outcome.status != "done":
         return {"folder": str(folder), "status": outcome.status, "reason": outcome.reason, "steps_this_run": len(marks)}
@@ -293,7 +287,7 @@ def run_grid(
     runner: Callable[..., dict[str, Any]] = run_one,
 ) -> list[dict[str, Any]]:
     """Every (method, lr, fraction, seed) of the selection, in that order; one dict per run."""
-    weights_path, model_config = learnability.backbone(args.weights)
+    weights_path, model_config = learning.backbone(args.weights)
     runs = []
     for method in args.method_list:
         for lr in args.lr_list:
@@ -530,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     corpus = corpus_args(args)
-    store, data = learnability.make_store(corpus)
+    store, data = learning.make_store(corpus)
     if args.store_only:
         print(json.dumps(data), flush=True)
         return {"data": data}

@@ -42,7 +42,7 @@ import torch  # noqa: E402
 from aucli.aus import au_name  # noqa: E402
 from aucli.config import ModelConfig, MoKEConfig  # noqa: E402
 from aucli.model import AUFormer  # noqa: E402
-from aucli.nn.moke_reference import ReferenceAUFormer  # noqa: E402
+from benchlib.moke_reference import ReferenceAUFormer  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

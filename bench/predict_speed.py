@@ -28,13 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # media_fixtures writes the video
+
+from benchlib.media import write_bench_video  # noqa: E402
 
 MODELS = {
     "vitb": {"backbone": "vit_base_patch16_224", "backbone_overrides": {}, "img_size": 224, "aus": "bp4d"},
@@ -45,23 +45,6 @@ MODELS = {
         "aus": "AU1,AU2,AU4,AU12",
     },
 }
-
-
-def write_bench_video(path: Path, n_frames: int, width: int, height: int) -> int:
-    """The bench video; returns the number of frames that show a face."""
-    import numpy as np
-    from media_fixtures import render_frame, write_video
-
-    frames, with_face = [], 0
-    for i in range(n_frames):
-        t = i / max(n_frames - 1, 1)
-        scale = (0.85 + 0.65 * t) * height / 360
-        centre = (width * (0.3 + 0.4 * t), height * (0.5 + 0.06 * np.sin(12 * t)))
-        present = i % 10 != 9
-        with_face += present
-        frames.append(render_frame(width, height, centre=centre if present else None, scale=scale))
-    write_video(path, frames, fps=25.0)
-    return with_face
 
 
 def save_random_checkpoint(folder: Path, model_name: str) -> Path:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,10 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from aucli.synth.events import TASKS, TimelineModel  # noqa: E402
-from aucli.synth.gates import conditional_table, identity_dominance, occurrence_table  # noqa: E402
+from aucli.synth.events import TASKS, TimelineModel
+from benchlib.synth_gates import conditional_table, identity_dominance, occurrence_table
 
 
 def timeline_statistics(subjects: int, frames: int, seed: int) -> tuple[np.ndarray, float]:
@@ -170,7 +167,7 @@ def main() -> None:
                 frames_all += decoded
                 truth_all.append(arrays["landmarks"][idx])
                 occ_all.append(arrays["occluded"][idx])
-            from aucli.synth.gates import detection_rate
+            from benchlib.synth_gates import detection_rate
 
             started = time.perf_counter()
             report = detection_rate(frames_all, np.concatenate(truth_all), np.concatenate(occ_all), detector)

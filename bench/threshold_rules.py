@@ -37,10 +37,6 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from aucli.metrics import f1_curve  # the trainer's F1 over every cut (fit_thresholds' own)
 
 

@@ -25,20 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-for _path in (str(ROOT), str(BENCH)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-import learnability  # (the backbone card lookup of issue 4's check)
+from benchlib import learning  # (the backbone card lookup of issue 4's check)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,7 +55,7 @@ def probe_recipe(store: Path, labels: str | None, weights: str, random_init: boo
     from aucli.engine.data import resolve_label_set
     from aucli.store import CorpusStore
 
-    path, model_config = learnability.backbone(weights)
+    path, model_config = learning.backbone(weights)
     with CorpusStore.open(store) as opened:
         label_set = resolve_label_set(opened, labels)
         au_names = opened.read_labels(label_set).au_names

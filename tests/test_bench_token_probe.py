@@ -6,19 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from bench_fixtures import load_bench_script
+import token_probe
 from engine_fixtures import TOY_AUS, make_toy_store
 
 
-@pytest.fixture(scope="module")
-def probe():
-    return load_bench_script("token_probe")
-
-
-def test_the_probe_reads_the_au_squares_from_the_patch_tokens_of_held_out_subjects(probe, tmp_path, capsys):
+def test_the_probe_reads_the_au_squares_from_the_patch_tokens_of_held_out_subjects(tmp_path, capsys):
     store = make_toy_store(tmp_path / "toy.h5", subjects=6, frames=16)
-    args = probe.parse_args([str(store), "--weights", "embedded:synthface", "--blocks", "0,1", "--steps", "60", "--threads", "1"])
-    report = probe.run(args)
+    args = token_probe.parse_args([str(store), "--weights", "embedded:synthface", "--blocks", "0,1", "--steps", "60", "--threads", "1"])
+    report = token_probe.run(args)
     assert report["label_set"] == "manual" and report["fold"] == 1
     assert report["faces"]["train"] + report["faces"]["test"] == 6 * 16
     assert report["train_subjects"] == 4 and report["test_subjects"] == 2
@@ -29,12 +24,12 @@ def test_the_probe_reads_the_au_squares_from_the_patch_tokens_of_held_out_subjec
     assert rows[0]["test_auc"] > 0.8, rows[0]
     assert all(np.isfinite(row["train_auc"]) for row in rows.values())
 
-    probe.main([str(store), "--blocks", "0", "--steps", "5", "--threads", "1", "--json"])
+    token_probe.main([str(store), "--blocks", "0", "--steps", "5", "--threads", "1", "--json"])
     printed = json.loads(capsys.readouterr().out)
     assert printed["blocks"][0]["block"] == 0 and printed["steps"] == 5
 
 
-def test_blocks_out_of_range_are_refused(probe, tmp_path):
+def test_blocks_out_of_range_are_refused(tmp_path):
     store = make_toy_store(tmp_path / "toy.h5", subjects=3, frames=4)
     with pytest.raises(SystemExit, match="--blocks must be between 0 and 6"):
-        probe.run(probe.parse_args([str(store), "--blocks", "0,7", "--steps", "1", "--threads", "1"]))
+        token_probe.run(token_probe.parse_args([str(store), "--blocks", "0,7", "--steps", "1", "--threads", "1"]))

@@ -5,11 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench_fixtures import load_bench_script
-
-
-def load_module():
-    return load_bench_script("gpu_checks")
+import gpu_checks
 
 
 def write_work(work: Path) -> None:
@@ -28,7 +24,7 @@ def write_work(work: Path) -> None:
 
 
 def test_report_reads_steps_outputs_and_broken_files(tmp_path):
-    module = load_module()
+    module = gpu_checks
     work = tmp_path / "work"
     write_work(work)
     out = tmp_path / "gpu_checks.json"
@@ -52,7 +48,7 @@ def test_report_reads_steps_outputs_and_broken_files(tmp_path):
 
 
 def test_report_of_an_empty_run(tmp_path):
-    module = load_module()
+    module = gpu_checks
     work = tmp_path / "work"
     work.mkdir()
     lines = module.report(work, tmp_path / "r.json", "smoke", "cpu", 540, started=0.0)

@@ -1,6 +1,6 @@
 """The grouped MoKE form equals the literal loop-per-expert AUFormer, outputs and gradients, in float64.
 
-The reference (:mod:`aucli.nn.moke_reference`) holds one module per expert with ordinary convs and a
+The reference (:mod:`benchlib.moke_reference`) holds one module per expert with ordinary convs and a
 hand-written softmax attention, feeds every expert ``Norm(X) + K_partner`` built at full width, and
 pools every expert's full-width output for its head. Up-projections are random and non-zero: at
 zero init every form agrees trivially.
@@ -15,7 +15,7 @@ from aucli.aus import au_name
 from aucli.config import ModelConfig
 from aucli.model import AUFormer
 from aucli.nn import MoKEGroup
-from aucli.nn.moke_reference import ReferenceAUFormer, ReferenceExpert
+from benchlib.moke_reference import ReferenceAUFormer, ReferenceExpert
 
 TOLERANCE = 1e-6
 TINY = dict(depth=2, embed_dim=32, num_heads=2, patch_size=8)

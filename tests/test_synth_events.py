@@ -15,7 +15,7 @@ from aucli.synth.events import (
     sample_micro_clip,
 )
 from aucli.synth.facs import SYNTH_AUS
-from aucli.synth.gates import conditional_table, occurrence_table
+from benchlib.synth_gates import conditional_table, occurrence_table
 
 
 @pytest.fixture(scope="module")

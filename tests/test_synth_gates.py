@@ -9,7 +9,7 @@ from aucli.faces.detect import make_detector
 from aucli.synth.corpus import SUPERSAMPLE, subject_identity
 from aucli.synth.face import FaceModel
 from aucli.synth.facs import SYNTH_AUS
-from aucli.synth.gates import detection_rate, identity_dominance
+from benchlib.synth_gates import detection_rate, identity_dominance
 from aucli.synth.identity import subject_ids
 from aucli.synth.render import FaceRenderer, Framing
 from aucli.synth.scene import compose_frame, sample_nuisance, sample_scene

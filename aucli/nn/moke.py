@@ -28,7 +28,7 @@ Collaboration: the next group's expert i reads ``Y + K_i`` (``Y`` its Norm outpu
 partner expert's unscaled knowledge). Its pre-activation splits exactly:
 ``W_i (Y + U_i g_i + b_i) + c_i = W_i Y + c_i + (W_i U_i) g_i + W_i b_i``, so the partner's
 full-width output is never built: a per-expert d x d map ``W_i U_i`` applied to the partner's
-width-d activation ``g_i``, plus the constant ``W_i b_i``. :mod:`aucli.nn.moke_reference` builds
+width-d activation ``g_i``, plus the constant ``W_i b_i``. The reference in ``bench/benchlib/moke_reference.py`` builds
 ``Y + K_i`` literally, one module per expert, and the tests prove that both agree.
 """
 

@@ -4,7 +4,7 @@ An :class:`Identity` holds everything that makes one subject look like themselve
 another: face shape and proportions, feature sizes and placement, skin tone and texture, hair,
 brows, glasses, facial hair, age (static wrinkles) and expressivity (how strongly their AUs show).
 Identity varies between subjects far more than any AU changes one face; the gate in
-:mod:`aucli.synth.gates` measures it.
+``bench/benchlib/synth_gates.py`` measures it.
 
 Geometry is in canonical *face units*: frontal head, x to the image right, y down, origin between
 the eyes and the mouth; the face is about 1.45 units wide and the interocular distance is about
