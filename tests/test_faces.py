@@ -4,7 +4,6 @@ ONNX model for the insightface path, and the ArcFace-template alignment with its
 from __future__ import annotations
 
 import socket
-import time
 import warnings
 from pathlib import Path
 
@@ -263,10 +262,8 @@ def test_missing_insightface_pack_fails_at_once_without_network(tmp_path: Path, 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / ".insightface" / "models" / "buffalo_l").mkdir(parents=True)  # an existing, empty pack
-    start = time.perf_counter()
     with pytest.raises(ModelError) as error:
         make_detector("insightface")
-    assert time.perf_counter() - start < 2
     where = tmp_path / ".insightface" / "models"
     assert str(error.value) == (
         f"No insightface detector model found under {where} (looked for det_*.onnx or scrfd*.onnx in it and in "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -33,12 +32,17 @@ def expected_expert_parameters(dim: int, depth: int, n_aus: int, d: int, n_dilat
     return 2 * depth * n_aus * per_expert
 
 
-def test_vit_base_12_aus_counts_in_seconds(runner) -> None:
-    start = time.perf_counter()
+def test_vit_base_12_aus_counts_without_weights_or_memory(runner, monkeypatch) -> None:
+    """Counted on the meta device: no weights are read or downloaded."""
+    from aucli.model import backbone
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("aucli info loaded weights")
+
+    monkeypatch.setattr(backbone, "_load_weight_file", no_weights)
+    monkeypatch.setattr(backbone, "_check_hub_weights", no_weights)
     result = runner.invoke(cli, ["info", "--backbone", "vit_base_patch16_224", "--aus", "12", "--json"])
-    elapsed = time.perf_counter() - start
     assert result.exit_code == 0, result.output
-    assert elapsed < 10, f"info took {elapsed:.1f} s"
     info = json.loads(result.output)
     parameters = info["parameters"]
     components = parameters["components"]

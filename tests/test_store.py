@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from types import SimpleNamespace
 
 import h5py
@@ -249,22 +248,26 @@ def test_dataset_with_two_dataloader_workers(store_path) -> None:
     assert transformed[0]["image"].dtype == torch.float32
 
 
-def test_writing_is_not_the_bottleneck(tmp_path) -> None:
-    """Appending 256x256 crops runs far faster than detection (CenterFace: 18-66 ms a frame)."""
+def test_a_long_source_appended_frame_by_frame_reads_back_whole(tmp_path) -> None:
+    """400 frames appended one at a time commit as one source whose every crop and frame index reads
+    back. (How fast writing runs is measured by bench/preprocess_speed.py: the whole preprocess into a
+    store, frames/s; a test on a shared machine does not time it.)"""
     crops = [
         SimpleNamespace(
             crop=np.full((256, 256, 3), i, np.uint8), box=np.zeros(4), landmarks=np.zeros((5, 2)), score=1.0, track_id=0
         )
         for i in range(8)
     ]
-    with CorpusStore.create(tmp_path / "speed.h5") as store:
-        started = time.perf_counter()
+    with CorpusStore.create(tmp_path / "long.h5") as store:
         writer = store.begin_source(info("v.mp4"))
         for f in range(400):
             writer.add_frame(f, f / 25, [crops[f % 8]])
         writer.commit()
-        seconds = time.perf_counter() - started
-    assert seconds / 400 < 0.010, f"{seconds / 400 * 1000:.1f} ms per face"
+    with CorpusStore.open(tmp_path / "long.h5") as store:
+        assert store.n_faces == 400
+        images = store.images(slice(0, 400))
+        assert [int(image[0, 0, 0]) for image in images] == [f % 8 for f in range(400)]
+        assert store.face_table(["frame"])["frame"].tolist() == list(range(400))
 
 
 def test_short_sources_share_a_commit_and_reads_see_them(tmp_path, monkeypatch) -> None:
