@@ -1,4 +1,4 @@
-"""Data-parallel training: ``torchrun --nproc-per-node 2 -m aucli train`` with gloo on the CPU."""
+"""Data-parallel training: ``aucli train`` under ``torchrun --nproc-per-node 2`` with gloo on the CPU."""
 
 from __future__ import annotations
 
@@ -6,19 +6,25 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import torch
 from engine_fixtures import make_toy_store, toy_override_args
 
-from aucli.model.checkpoint import load_model_checkpoint
 from aucli.engine.runs import read_json
+from aucli.fileio import load_tensors
+from aucli.model.checkpoint import load_model_checkpoint
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
 def test_torchrun_two_processes_gloo(tmp_path):
     store = make_toy_store(tmp_path / "toy.h5", subjects=6, frames=10)
-    out = tmp_path / "ddp"
+    out, dump = tmp_path / "ddp", tmp_path / "parameters"
+    dump.mkdir()
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "aucli", "train", str(store), "--out", str(out), "--quiet", "--json",
+        str(WORKER), str(dump), str(store), "--out", str(out), "--quiet", "--json",
         *toy_override_args(**{"optim.epochs": 2, "data.batch_size": 8, "data.num_workers": 1}),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -40,3 +46,13 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert evaluations[-1]["step"] == 2 * (split["faces"]["train"] // 8)
     loaded = load_model_checkpoint(out / "fold1" / "best.safetensors")
     assert loaded.method == "auformer" and loaded.au_names == ["AU1", "AU2", "AU10L", "AU10R"]
+
+    # After the steps every rank holds the very same model: every parameter and buffer, bit for bit.
+    initial = [load_tensors(dump / f"rank{rank}-initial.safetensors") for rank in (0, 1)]
+    final = [load_tensors(dump / f"rank{rank}-final.safetensors") for rank in (0, 1)]
+    assert set(final[0]) == set(final[1]) == set(initial[0]) and len(final[0]) > 0
+    different = [name for name in final[0] if not torch.equal(final[0][name], final[1][name])]
+    assert different == [], f"the ranks disagree on {len(different)} tensor(s), e.g. {different[:3]}"
+    trained = [name for name in final[0] if not torch.equal(final[0][name], initial[0][name])]
+    assert any(name.startswith(("attn_experts.", "mlp_experts.")) for name in trained)  # the steps changed the experts
+    assert any(name.startswith("head.") for name in trained)
