@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from aucli.store.files import DAMAGE_ERRORS, damaged_error
 from aucli.store.store import CorpusStore, LabelSet
 
 __all__ = ["label_set_stats", "render_label_sets", "render_store_summary", "summarize_store"]
@@ -41,6 +42,13 @@ def summarize_store(path: str | Path) -> dict[str, Any]:
         StoreError: missing file, not an aucli store, other schema version.
     """
     path = Path(path)
+    try:
+        return _summarize(path)
+    except DAMAGE_ERRORS as error:
+        raise damaged_error(path, error) from None
+
+
+def _summarize(path: Path) -> dict[str, Any]:
     with CorpusStore.open(path, "r") as store:
         attrs = store.attrs
         sources = store.sources()

@@ -1,10 +1,11 @@
 """Appending faces to a store: row buffers, slab writes, and durable commits of finished sources.
 
 A source's faces are buffered and written to the file in slabs of ``WRITE_BATCH`` rows, past the
-committed length. When the source is finished its /sources row joins the *pending* sources; a
-commit writes the pending rows, flushes, raises the /sources ``n_rows`` attribute (the single
-value that publishes them) and flushes again. Until then a crash loses them and nothing else:
-readers and the next writable open only trust what ``n_rows`` publishes.
+committed length, each after a check that the disk has room for it. When the source is finished
+its /sources row joins the *pending* sources; a commit writes the pending rows, raises the
+/sources ``n_rows`` attribute (the value that publishes them to readers) and commits the store's
+journal. Until then a crash, a full disk or an I/O error loses them and nothing else: the journal
+rolls the file back to the last commit.
 
 A finished source is committed at once, except that sources finishing less than
 ``COMMIT_INTERVAL`` seconds after the previous commit, and themselves shorter than that, wait
@@ -92,6 +93,7 @@ class Appender:
         k = len(self.meta["frame"])
         if not k:
             return
+        self.store._ensure_space(self.images[:k].nbytes)
         group = self.store.h5["frames"]
         start, stop = self.file_faces, self.file_faces + k
         for name in ("image", *[c.name for c in FACE_COLUMNS]):
@@ -101,6 +103,7 @@ class Appender:
             group[column.name][start:stop] = np.asarray(self.meta[column.name], dtype=np.dtype(column.dtype))
             self.meta[column.name].clear()
         self.file_faces = stop
+        self.store._raise_if_failed()
 
     def write_noface(self) -> None:
         k = len(self.noface["frame"])
@@ -160,22 +163,29 @@ class Appender:
             "message": message,
             "processed_at": utc_now(),
         }
+        for name, value in values.items():
+            if isinstance(value, str) and not _is_utf8(value):
+                raise StoreError(f"{value!r}: the source's {name} is not valid UTF-8 text and cannot be stored")
         record = SourceRecord(index=self.next_source, **values)
         self.pending.append(values)
         now = time.monotonic()
         if now - started >= COMMIT_INTERVAL or now - self.last_commit >= COMMIT_INTERVAL:
-            self.commit()
+            try:
+                self.commit()
+            except BaseException:
+                # not finished after all: the caller aborts it; sources finished before stay pending
+                self.pending = [row for row in self.pending if row is not values]
+                raise
         return record
 
     def commit(self) -> None:
-        """Make the pending sources durable (two flushes around the publishing attribute)."""
+        """Make the pending sources durable (one journal commit)."""
         self.write_faces()
         self.write_noface()
         if not self.pending:
             return
         store = self.store
-        f = store.h5
-        group = f["sources"]
+        group = store.h5["sources"]
         start = store._n_sources
         stop = start + len(self.pending)
         for column in SOURCE_COLUMNS:
@@ -183,14 +193,22 @@ class Appender:
             dataset.resize(stop, axis=0)
             values = [row[column.name] for row in self.pending]
             dataset[start:stop] = np.asarray(values, dtype=object if column.dtype == "str" else np.dtype(column.dtype))
-        f.flush()  # every row of the pending sources is in the file ...
         group.attrs["n_rows"] = stop
-        f.flush()  # ... before the one value that publishes them
+        store._durable()
         store._n_sources = stop
         store._n_faces = max([store._n_faces, *[row["row_stop"] for row in self.pending]])
         store._n_noface = max([store._n_noface, *[row["noface_stop"] for row in self.pending]])
         self.pending.clear()
         self.last_commit = time.monotonic()
+
+
+def _is_utf8(text: str) -> bool:
+    """False for names decoded from bytes that are not UTF-8 (``os.fsdecode`` surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class SourceWriter:
