@@ -31,7 +31,7 @@ from typing import Any
 
 from aucli.errors import AucliError, LabelFormatError, MediaError, StoreError, UsageError
 
-__all__ = ["PreprocessSummary", "SourceOutcome", "render_preprocess_summary", "run_preprocess"]
+__all__ = ["PreprocessSummary", "SourceOutcome", "check_stored_any", "render_preprocess_summary", "run_preprocess"]
 
 #: Options that change what a face crop looks like; a resumed run that differs gets a warning.
 _CROP_OPTIONS = ("detector", "crop_size", "margin", "select", "max_faces", "every", "fps")
@@ -288,6 +288,15 @@ def run_preprocess(
             store.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def check_stored_any(summary: PreprocessSummary) -> None:
+    """Raise when no input of the run is in the store now (every one failed): the command exits
+    non-zero after printing its summary. A source without a face counts as stored (its sampled
+    frames are recorded), and so does a changed one (its earlier version stays)."""
+    if any(o.status != "failed" for o in summary.outcomes):
+        return
+    raise MediaError(f"no input was stored ({summary.count('failed')} failed); see the problems above")
 
 
 def _import_after(store, table, name: str, kept: bool, summary: PreprocessSummary) -> None:

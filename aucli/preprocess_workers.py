@@ -10,6 +10,7 @@ At most ``2 x workers`` sources are in flight, which bounds the parts on disk.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import shutil
 from collections import deque
@@ -20,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from aucli.errors import MediaError
+from aucli.errors import MediaError, StoreError
+from aucli.store.journal import SafeFile
 
 __all__ = ["PartReader", "extract_to_part", "parallel_extractions", "parts_folder"]
 
@@ -44,52 +46,73 @@ def _detector(options):
 
 def extract_to_part(source, options, part: str) -> str:
     """(In a worker) extract the faces of ``source`` into the part file; returns the decoding
-    error message ("" when none): frames decoded before an error are kept, as in one process."""
+    error message ("" when none): frames decoded before an error are kept, as in one process.
+
+    Raises:
+        StoreError: the disk refused a write (full, I/O error): the run stops cleanly.
+    """
     import h5py
 
+    io = SafeFile.create(Path(part))  # HDF5 never meets the write error, so it cannot crash on it
+    try:
+        with h5py.File(io, "w") as f:
+            failure = _extract(source, options, f, io)
+    finally:
+        io.close()
+    if io.failed is not None:  # closing writes the file's header last
+        raise _part_error(io)
+    return failure
+
+
+def _extract(source, options, f, io: SafeFile) -> str:
     from aucli.faces.pipeline import extract_faces
 
     size = options.crop_size
+    frames = f.create_dataset("frames", shape=(0, 3), maxshape=(None, 3), chunks=(1024, 3), dtype=np.float64)
+    images = f.create_dataset(
+        "image", shape=(0, size, size, 3), maxshape=(None, size, size, 3), chunks=(_SLAB, size, size, 3), dtype=np.uint8
+    )
+    meta = f.create_dataset("meta", shape=(0, 16), maxshape=(None, 16), chunks=(1024, 16), dtype=np.float64)
+    frame_rows: list[list[float]] = []
+    crops: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+
+    def write() -> None:
+        for dataset, values in ((frames, frame_rows), (images, crops), (meta, rows)):
+            if values:
+                start = dataset.shape[0]
+                dataset.resize(start + len(values), axis=0)
+                dataset[start:] = np.asarray(values)
+                values.clear()
+        if io.failed is not None:
+            raise _part_error(io)
+
     failure = ""
-    with h5py.File(part, "w") as f:
-        frames = f.create_dataset("frames", shape=(0, 3), maxshape=(None, 3), chunks=(1024, 3), dtype=np.float64)
-        images = f.create_dataset(
-            "image", shape=(0, size, size, 3), maxshape=(None, size, size, 3), chunks=(_SLAB, size, size, 3), dtype=np.uint8
-        )
-        meta = f.create_dataset("meta", shape=(0, 16), maxshape=(None, 16), chunks=(1024, 16), dtype=np.float64)
-        frame_rows: list[list[float]] = []
-        crops: list[np.ndarray] = []
-        rows: list[np.ndarray] = []
-
-        def write() -> None:
-            for dataset, values in ((frames, frame_rows), (images, crops), (meta, rows)):
-                if values:
-                    start = dataset.shape[0]
-                    dataset.resize(start + len(values), axis=0)
-                    dataset[start:] = np.asarray(values)
-                    values.clear()
-
-        try:
-            for result in extract_faces(source, options, detector=_detector(options)):
-                frame_rows.append([result.frame_index, result.timestamp, len(result.faces)])
-                for face in result.faces:
-                    crops.append(face.crop)
-                    rows.append(
-                        np.concatenate(
-                            [
-                                [face.track_id, face.score],
-                                np.asarray(face.box, np.float64).ravel(),
-                                np.asarray(face.landmarks, np.float64).ravel(),
-                            ]
-                        )
-                    )
-                if len(crops) >= _SLAB or len(frame_rows) >= 1024:
-                    write()
-        except MediaError as error:
-            failure = str(error)
-        write()
-        f.attrs["failure"] = failure
+    try:
+        for result in extract_faces(source, options, detector=_detector(options)):
+            frame_rows.append([result.frame_index, result.timestamp, len(result.faces)])
+            for face in result.faces:
+                crops.append(face.crop)
+                box, landmarks = np.asarray(face.box, np.float64).ravel(), np.asarray(face.landmarks, np.float64).ravel()
+                rows.append(np.concatenate([[face.track_id, face.score], box, landmarks]))
+            if len(crops) >= _SLAB or len(frame_rows) >= 1024:
+                write()
+    except MediaError as error:
+        failure = str(error)
+    write()
+    f.attrs["failure"] = failure
     return failure
+
+
+def _part_error(io: SafeFile) -> StoreError:
+    """The message of a part the disk refused (parts lie in a folder beside the store)."""
+    error, folder = io.failed, io.path.parent.parent
+    if error is not None and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(
+            f"{folder}: the disk is full (a worker was writing the faces of a source there); "
+            "free some space and rerun the same command to continue"
+        )
+    return StoreError(f"{folder}: a worker could not write the faces of a source there ({error}); check the disk and rerun")
 
 
 class PartReader:

@@ -155,6 +155,21 @@ def test_enospc_past_the_free_space_check_rolls_back(runner, small_disk, videos,
         assert f["frames/image"].shape[0] == sum(len(v[2]) for v in reference.values())
 
 
+def test_a_full_disk_under_worker_processes_stops_cleanly(runner, small_disk, videos, reference, capfd):
+    """Workers write each source's faces to a part file beside the store: that write fails first."""
+    ballast = fill(small_disk, 150_000)
+    out = small_disk / "corpus.h5"
+    result = runner.invoke(cli, [*preprocess_args(videos, out), "--workers", "2"])
+    assert result.exit_code == 1 and result.output.count("Error:") == 1, result.output
+    assert "the disk is full" in result.output and "free some space and rerun the same command" in result.output
+    assert "Traceback" not in result.output + capfd.readouterr().err
+    assert_consistent(runner, out)
+    assert not (small_disk / ".corpus.h5.parts").exists()
+    ballast.unlink()
+    assert runner.invoke(cli, [*preprocess_args(videos, out), "--workers", "2"]).exit_code == 0
+    assert fingerprint(out) == reference
+
+
 # -- write errors injected at the writer ------------------------------------------------------------
 
 

@@ -62,7 +62,8 @@ def preprocess(
 
     INPUTS are videos, images, folders (searched for frame folders and videos), globs or list
     files. The run is resumable: sources already in STORE are skipped, an interrupted run is
-    completed by running the same command again, and a bad input is a warning, not a stop.
+    completed by running the same command again, and a bad input is a warning, not a stop. The
+    exit status is 1 when no input is in the store after the run (docs/exit-codes.md).
 
     \b
     Examples:
@@ -72,21 +73,21 @@ def preprocess(
       aucli preprocess crops/ --out crops.h5 --detector none --crop-size 224
     """
     from aucli.aus import parse_au_list
-    from aucli.faces.pipeline import FaceOptions
-    from aucli.preprocess import render_preprocess_summary, run_preprocess
+    from aucli.cli.options import face_options_from
+    from aucli.preprocess import check_stored_any, render_preprocess_summary, run_preprocess
 
-    options = FaceOptions(
+    options = face_options_from(
         detector=detector,
-        models_dir=detector_models,
-        crop_size=crop_size,
-        margin=margin,
-        detect_width=detect_width or None,
-        detect_every=detect_every,
-        max_faces=max_faces,
-        select=select,
+        detector_models=detector_models,
         every=every,
         fps=fps,
-        threshold=min_score,
+        max_faces=max_faces,
+        select=select,
+        crop_size=crop_size,
+        margin=margin,
+        detect_width=detect_width,
+        detect_every=detect_every,
+        min_score=min_score,
         device=detector_device(device),
     )
     summary = run_preprocess(
@@ -108,3 +109,4 @@ def preprocess(
         echo_json(summary.as_dict())
     else:
         render_preprocess_summary(summary)
+    check_stored_any(summary)

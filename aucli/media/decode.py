@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -316,7 +317,8 @@ def file_digest(path: str | Path, *, block: int = 1 << 20) -> str:
         files = list_frame_files(path)
         digest = hashlib.sha256()
         for file in files:
-            digest.update(f"{file.name}\0{file.stat().st_size}\n".encode())
+            # the name's own bytes: the same as its UTF-8 for a UTF-8 name, and never an error
+            digest.update(os.fsencode(file.name) + f"\0{file.stat().st_size}\n".encode())
         for file in sorted({files[0], files[len(files) // 2], files[-1]}) if files else []:
             digest.update(file_digest(file, block=block).encode())
         return "folder-sha256:" + digest.hexdigest()

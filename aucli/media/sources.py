@@ -38,8 +38,10 @@ __all__ = [
     "DiscoveryResult",
     "MediaSource",
     "discover_sources",
+    "is_utf8",
     "list_frame_files",
     "natural_key",
+    "printable_path",
 ]
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
@@ -84,6 +86,21 @@ class DiscoveryResult:
     sources: list[MediaSource] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     root: Path | None = None
+
+
+def is_utf8(text: str) -> bool:
+    """False for a path decoded from bytes that are not UTF-8 (``os.fsdecode`` keeps them as
+    surrogates, which no UTF-8 file, terminal or HDF5 string accepts)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable_path(path: str | Path) -> str:
+    """A path as text that can be printed anywhere: bytes that are not UTF-8 as ``\\xe9``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def natural_key(text: str) -> tuple:
@@ -249,7 +266,14 @@ def discover_sources(
 
     unique: dict[Path, tuple[Path, str]] = {}
     for path, kind in found:
-        unique.setdefault(path.resolve(), (path, kind))
+        resolved = path.resolve()
+        if not is_utf8(str(resolved)):
+            problems.append(
+                f"{printable_path(resolved)}: the path is not valid UTF-8 text, which the store needs for its names; "
+                "rename it (e.g. `convmv -f latin1 -t utf-8 --notest PATH`), skipped"
+            )
+            continue
+        unique.setdefault(resolved, (path, kind))
     if not unique:
         return DiscoveryResult([], problems, None)
 

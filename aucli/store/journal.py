@@ -21,6 +21,9 @@ rollback truncates them. The journal holds a header (magic, committed length, CR
 
 The writer also holds an exclusive ``flock`` on the store for as long as it is open: HDF5's own
 readers take a shared one, so a second writer, or a reader during a write, is refused.
+
+:class:`SafeFile` is the same file object without the journal: preprocess workers write their
+part files through it, so a full disk stops them with a plain error instead of crashing HDF5.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 
 from aucli.errors import StoreError
 
-__all__ = ["JOURNAL_SUFFIX", "JournaledFile", "free_bytes", "journal_path", "recover"]
+__all__ = ["JOURNAL_SUFFIX", "JournaledFile", "SafeFile", "free_bytes", "journal_path", "recover"]
 
 JOURNAL_SUFFIX = ".journal"
 _MAGIC = b"AUCLI-JOURNAL-1\n"
@@ -162,37 +165,31 @@ def recover(path: Path) -> bool:
     return True
 
 
-class JournaledFile:
-    """The store file as h5py's ``fileobj`` driver sees it, with rollback (see the module docstring).
+class SafeFile:
+    """A file as h5py's ``fileobj`` driver sees it, that never hands HDF5 a write error.
 
-    ``failed`` holds the first ``OSError`` met; from then on nothing reaches the disk and the
-    store must be closed (which rolls back).
+    ``failed`` holds the first ``OSError`` a write met; from then on nothing reaches the disk
+    (writes are kept in memory, so HDF5 reads back what it wrote) and the caller must stop and
+    close. HDF5's own error paths after a failed write leave broken files and can crash the
+    process; this keeps the library on its normal path while the caller decides.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fd: int) -> None:
         self.path = path
-        self.journal = journal_path(path)
-        self._fd = os.open(path, os.O_RDWR)
-        try:
-            self.locked = lock_exclusive(self._fd, path)
-            if self.journal.exists():
-                _roll_back(self._fd, self.journal)
-        except BaseException:
-            os.close(self._fd)
-            raise
-        self.committed = os.fstat(self._fd).st_size
-        self.size = self.committed
+        self._fd = fd
+        self.size = os.fstat(fd).st_size
         self.failed: OSError | None = None
         self._position = 0
-        self._journal_fd: int | None = None
-        self._journal_end = 0
-        self._saved: list[tuple[int, int]] = []  # committed byte ranges already in the journal
         self._memory: list[tuple[int, bytes]] = []  # writes after a failure (never on disk)
 
-    # -- the file object h5py's fileobj driver calls ------------------------------------------------
+    @classmethod
+    def create(cls, path: Path) -> SafeFile:
+        """A new, empty file (an existing one is emptied)."""
+        return cls(path, os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666))
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        self._position = offset if whence == os.SEEK_SET else self._position + offset if whence == os.SEEK_CUR else self.size + offset
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self.size}[whence]
+        self._position = base + offset
         return self._position
 
     def tell(self) -> int:
@@ -224,7 +221,7 @@ class JournaledFile:
         start, n = self._position, len(view)
         if self.failed is None:
             try:
-                self._save(start, start + n)
+                self._before_change(start, start + n)
                 _write_all(self._fd, view, start)
             except OSError as error:
                 self.failed = error
@@ -238,7 +235,7 @@ class JournaledFile:
         size = self._position if size is None else size
         if self.failed is None:
             try:
-                self._save(size, self.size)
+                self._before_change(size, self.size)
                 os.ftruncate(self._fd, size)
             except OSError as error:
                 self.failed = error
@@ -246,7 +243,33 @@ class JournaledFile:
         return size
 
     def flush(self) -> None:
-        """Nothing to do: writes go to the OS at once; :meth:`commit` makes them durable."""
+        """Nothing to do: writes go to the OS at once (:meth:`JournaledFile.commit` fsyncs)."""
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def _before_change(self, start: int, stop: int) -> None:
+        """Called before bytes ``start:stop`` are written or cut off (the journal's hook)."""
+
+
+class JournaledFile(SafeFile):
+    """The store file with rollback (see the module docstring), held under an exclusive lock."""
+
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            self.locked = lock_exclusive(fd, path)
+            if journal_path(path).exists():
+                _roll_back(fd, journal_path(path))
+        except BaseException:
+            os.close(fd)
+            raise
+        super().__init__(path, fd)
+        self.journal = journal_path(path)
+        self.committed = self.size
+        self._journal_fd: int | None = None
+        self._journal_end = 0
+        self._saved: list[tuple[int, int]] = []  # committed byte ranges already in the journal
 
     # -- transactions --------------------------------------------------------------------------------
 
@@ -283,7 +306,7 @@ class JournaledFile:
         if self._journal_fd is not None:
             os.close(self._journal_fd)
             self._journal_fd = None
-        os.close(self._fd)
+        super().close()
 
     # -- the journal -------------------------------------------------------------------------------
 
@@ -300,7 +323,7 @@ class JournaledFile:
         self._journal_fd = fd
         self._journal_end = _HEADER.size
 
-    def _save(self, start: int, stop: int) -> None:
+    def _before_change(self, start: int, stop: int) -> None:
         """Put the committed bytes of ``start:stop`` that the journal lacks into it, durably."""
         if self._journal_fd is None:
             self._begin()
