@@ -51,7 +51,9 @@ CASME2_AUS: tuple[int, ...] = (1, 2, 4, 7, 12, 14, 15, 17)
 #: Named AU sets accepted wherever a list of AUs is expected (``--aus bp4d``).
 AU_SETS: dict[str, tuple[int, ...]] = {"bp4d": BP4D_AUS, "disfa": DISFA_AUS, "casme2": CASME2_AUS}
 
-_AU_PATTERN = re.compile(r"^\s*(?:AU)?\s*([LR])?\s*0*(\d+)\s*([LR])?\s*$", re.IGNORECASE)
+#: ``[0-9]`` rather than ``\d``: other scripts' digits are not AU numbers; at most 3 digits (FACS
+#: codes stop at 99), so a long digit string is an unknown name, not an int conversion error.
+_AU_PATTERN = re.compile(r"^\s*(?:AU)?\s*([LR])?\s*0*([0-9]{1,3})\s*([LR])?\s*$", re.IGNORECASE)
 
 
 def au_name(number: int, side: str | None = None) -> str:
@@ -145,7 +147,8 @@ def flip_permutation(au_names: Sequence[str]) -> list[int]:
 
 
 def _unknown_message(raw: str, known: Sequence[str] | None) -> str:
-    message = f"unknown AU name {raw!r}"
+    shown = raw if len(raw) <= 40 else f"{raw[:37]}..."
+    message = f"unknown AU name {shown!r}"
     if known:
         close = difflib.get_close_matches(str(raw).upper(), list(known), n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""

@@ -15,6 +15,7 @@ Values of ``corrected``: ``1`` / ``present`` / ``yes``; ``0`` / ``absent`` / ``n
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import numpy as np
 
 from aucli.aus import parse_au
 from aucli.errors import LabelFormatError, StoreError, UsageError
+from aucli.labels.text import csv_delimiter, read_text
 
 __all__ = ["ApplyReport", "Correction", "apply_corrections", "read_corrections"]
 
@@ -137,7 +139,9 @@ def read_corrections(path: str | Path) -> tuple[list[Correction], int]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such file (expected the reviewed CSV queue or a Label Studio export)")
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path)
+    if not text.strip():
+        raise LabelFormatError(f"{path}: the queue is empty (an empty file)")
     corrections: list[Correction] = []
     skipped = 0
     if path.suffix.lower() == ".json":
@@ -161,8 +165,9 @@ def read_corrections(path: str | Path) -> tuple[list[Correction], int]:
             else:
                 corrections.append(correction)
         return corrections, skipped
-    reader = csv.DictReader(text.splitlines())
-    columns = set(reader.fieldnames or [])
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=csv_delimiter(text))
+    reader.fieldnames = [name.strip().lower() for name in reader.fieldnames or []]
+    columns = set(reader.fieldnames)
     needed = {"source", "frame_start", "frame_stop", "au", "corrected"}
     if not needed <= columns:
         raise LabelFormatError(f"{path}: missing column(s) {', '.join(sorted(needed - columns))}; expected the CSV queue of "
@@ -187,6 +192,9 @@ def apply_corrections(store: str | Path, path: str | Path, *, name: str, base: s
     from aucli.store import CorpusStore
 
     corrections, skipped = read_corrections(path)
+    if not corrections:
+        detail = f"none of its {skipped} row(s) has a corrected value (1, 0 or -1)" if skipped else "it has no rows"
+        raise LabelFormatError(f"{path}: the queue is empty: {detail}; nothing to apply")
     named = sorted({c.label_set for c in corrections if c.label_set})
     if base is None:
         if len(named) != 1:
@@ -237,6 +245,11 @@ def apply_corrections(store: str | Path, path: str | Path, *, name: str, base: s
             applied += 1
         for problem in problems:
             warn(problem)
+        if not applied:
+            raise LabelFormatError(
+                f"none of the {len(corrections)} correction(s) in {path} could be applied (see the warnings above); "
+                f"label set {name!r} was not written"
+            )
         mask = assigned != -2
         before, after = occurrence[mask], assigned[mask]
         columns = np.nonzero(mask)[1]

@@ -21,6 +21,7 @@ import numpy as np
 
 from aucli.aus import FACS_NAMES, au_number, parse_au
 from aucli.errors import LabelFormatError, UnknownAUError
+from aucli.labels.text import csv_delimiter, read_text
 
 __all__ = [
     "LabelTable",
@@ -137,14 +138,11 @@ def parse_int(raw: str, file: str | Path, line: int, what: str) -> int:
 
 
 def read_csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """(line number, cells) of a CSV file, cells stripped; blank lines skipped."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise LabelFormatError(f"{path}: not a text file (cannot decode it as UTF-8)") from None
-    except OSError as error:
-        raise LabelFormatError(f"{path}: cannot be read ({error.strerror or error})") from None
-    reader = csv.reader(io.StringIO(text))
+    """(line number, cells) of a CSV file, cells stripped; blank lines skipped. The encoding
+    (UTF-8 with or without BOM, UTF-16, cp1252) and the delimiter (``,`` ``;`` tab) are found
+    by :mod:`aucli.labels.text`."""
+    text = read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=csv_delimiter(text))
     try:
         for cells in reader:
             if not cells or all(not c.strip() for c in cells):
