@@ -195,13 +195,7 @@ def apply_corrections(store: str | Path, path: str | Path, *, name: str, base: s
     if not corrections:
         detail = f"none of its {skipped} row(s) has a corrected value (1, 0 or -1)" if skipped else "it has no rows"
         raise LabelFormatError(f"{path}: the queue is empty: {detail}; nothing to apply")
-    named = sorted({c.label_set for c in corrections if c.label_set})
-    if base is None:
-        if len(named) != 1:
-            found = ", ".join(named) if named else "none"
-            raise UsageError(f"say which label set the corrections apply to with --base LABELSET (the file names {found})")
-        base = named[0]
-    problems: list[str] = []
+    base = base if base is not None else _named_base(corrections)
     with CorpusStore.open(store, "a") as opened:
         if name in opened.label_sets():
             raise StoreError(f"label set {name!r} already exists in {store}; choose another name with --as")
@@ -209,40 +203,7 @@ def apply_corrections(store: str | Path, path: str | Path, *, name: str, base: s
         occurrence = labels.occurrence.copy()
         intensity = None if labels.intensity is None else labels.intensity.copy()
         au_names = list(labels.au_names)
-        assigned = np.full(occurrence.shape, -2, np.int8)
-        where_assigned: dict[tuple[int, int], str] = {}
-        rows_of: dict[tuple[str, int], dict[int, int]] = {}
-        applied = 0
-        for c in corrections:
-            try:
-                au = parse_au(c.au)
-            except UsageError:
-                problems.append(f"{c.where}: {c.au!r} is not an AU name")
-                continue
-            if au not in au_names:
-                problems.append(f"{c.where}: label set {base!r} has no {au} (its AUs: {', '.join(au_names)})")
-                continue
-            key = (c.source, c.track)
-            if key not in rows_of:
-                record = opened.find_source(c.source)
-                rows_of[key] = opened.frame_rows(record, track=c.track) if record is not None else {}
-                if record is None:
-                    problems.append(f"{c.where}: no source {c.source!r} in {store}")
-                    continue
-            frames = rows_of[key]
-            rows = [frames[f] for f in range(c.frame_start, c.frame_stop + 1) if f in frames]
-            if not rows:
-                problems.append(f"{c.where}: no face of track {c.track} on frames {c.frame_start}-{c.frame_stop} of {c.source}")
-                continue
-            k = au_names.index(au)
-            for row in rows:
-                previous = where_assigned.get((row, k))
-                if previous is not None and assigned[row, k] != c.value:
-                    problems.append(f"{c.where}: {au} on face row {row} was set to {int(assigned[row, k])} by {previous}; "
-                                    f"the later value {c.value} wins")
-                assigned[row, k] = c.value
-                where_assigned[(row, k)] = c.where
-            applied += 1
+        assigned, problems, applied = _assign(opened, corrections, au_names, occurrence.shape, base)
         for problem in problems:
             warn(problem)
         if not applied:
@@ -251,13 +212,7 @@ def apply_corrections(store: str | Path, path: str | Path, *, name: str, base: s
                 f"label set {name!r} was not written"
             )
         mask = assigned != -2
-        before, after = occurrence[mask], assigned[mask]
-        columns = np.nonzero(mask)[1]
-        counts = {key: np.zeros(len(au_names), np.int64) for key in ("added", "removed", "uncoded", "unchanged")}
-        np.add.at(counts["added"], columns[(after == 1) & (before != 1)], 1)
-        np.add.at(counts["removed"], columns[(after == 0) & (before == 1)], 1)
-        np.add.at(counts["uncoded"], columns[(after == -1) & (before != -1)], 1)
-        np.add.at(counts["unchanged"], columns[after == before], 1)
+        counts = _change_counts(occurrence, assigned, mask)
         changed = mask & (assigned != occurrence)
         occurrence[mask] = assigned[mask]
         if intensity is not None:
@@ -272,3 +227,65 @@ def apply_corrections(store: str | Path, path: str | Path, *, name: str, base: s
         **{key: {a: int(v[i]) for i, a in enumerate(au_names)} for key, v in counts.items()},
         corrections=applied, skipped=skipped, problems=problems,
     )
+
+
+def _named_base(corrections: list[Correction]) -> str:
+    """The one label set the corrections name (the queue's ``label_set`` column)."""
+    named = sorted({c.label_set for c in corrections if c.label_set})
+    if len(named) != 1:
+        found = ", ".join(named) if named else "none"
+        raise UsageError(f"say which label set the corrections apply to with --base LABELSET (the file names {found})")
+    return named[0]
+
+
+def _assign(opened, corrections: list[Correction], au_names: list[str], shape: tuple[int, ...], base: str):
+    """(assigned, problems, applied): the value each correction sets, per (face row, AU), -2 where
+    none does; the corrections that could not be applied; how many were."""
+    assigned = np.full(shape, -2, np.int8)
+    where_assigned: dict[tuple[int, int], str] = {}
+    rows_of: dict[tuple[str, int], dict[int, int]] = {}
+    problems: list[str] = []
+    applied = 0
+    for c in corrections:
+        try:
+            au = parse_au(c.au)
+        except UsageError:
+            problems.append(f"{c.where}: {c.au!r} is not an AU name")
+            continue
+        if au not in au_names:
+            problems.append(f"{c.where}: label set {base!r} has no {au} (its AUs: {', '.join(au_names)})")
+            continue
+        key = (c.source, c.track)
+        if key not in rows_of:
+            record = opened.find_source(c.source)
+            rows_of[key] = opened.frame_rows(record, track=c.track) if record is not None else {}
+            if record is None:
+                problems.append(f"{c.where}: no source {c.source!r} in {opened.path}")
+                continue
+        frames = rows_of[key]
+        rows = [frames[f] for f in range(c.frame_start, c.frame_stop + 1) if f in frames]
+        if not rows:
+            problems.append(f"{c.where}: no face of track {c.track} on frames {c.frame_start}-{c.frame_stop} of {c.source}")
+            continue
+        k = au_names.index(au)
+        for row in rows:
+            previous = where_assigned.get((row, k))
+            if previous is not None and assigned[row, k] != c.value:
+                problems.append(f"{c.where}: {au} on face row {row} was set to {int(assigned[row, k])} by {previous}; "
+                                f"the later value {c.value} wins")
+            assigned[row, k] = c.value
+            where_assigned[(row, k)] = c.where
+        applied += 1
+    return assigned, problems, applied
+
+
+def _change_counts(occurrence: np.ndarray, assigned: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """(n_aus,) counts per kind of change: added (->1), removed (1->0), uncoded (->-1), unchanged."""
+    before, after = occurrence[mask], assigned[mask]
+    columns = np.nonzero(mask)[1]
+    counts = {key: np.zeros(occurrence.shape[1], np.int64) for key in ("added", "removed", "uncoded", "unchanged")}
+    np.add.at(counts["added"], columns[(after == 1) & (before != 1)], 1)
+    np.add.at(counts["removed"], columns[(after == 0) & (before == 1)], 1)
+    np.add.at(counts["uncoded"], columns[(after == -1) & (before != -1)], 1)
+    np.add.at(counts["unchanged"], columns[after == before], 1)
+    return counts
