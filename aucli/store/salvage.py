@@ -35,6 +35,8 @@ def salvage_store(path: str | Path, out: str | Path, report: CheckReport) -> lis
         raise StoreError(f"{out}: already exists; give --salvage a new file name")
     if out.resolve() == path.resolve():
         raise StoreError("--salvage needs another file than the store being checked")
+    if not report.intact_sources:
+        raise StoreError(f"{path} holds no intact source: nothing to salvage; preprocess the inputs again into a new store")
     source, reader = open_tolerating(path)
     try:
         attrs = read_attrs(source)

@@ -208,11 +208,12 @@ class CorpusStore(NamedGroups):
 
     def _raise_if_failed(self) -> None:
         """A failed write becomes one StoreError (the store rolls back when it is closed)."""
-        if self._failed() and not self._reported:
-            self._reported = True
-            raise _write_error(self.path, self._io.failed, self._n_sources)  # type: ignore[union-attr, arg-type]
-        if self._failed():
+        if not self._failed():
+            return
+        if self._reported:
             raise StoreError(f"{self.path}: a write failed before; close the store")
+        self._reported = True
+        raise _write_error(self.path, self._io.failed, self._n_sources)  # type: ignore[union-attr, arg-type]
 
     def _durable(self) -> None:
         """Flush HDF5 and commit the journal: what was written survives a crash from now on."""
@@ -227,7 +228,7 @@ class CorpusStore(NamedGroups):
         if free < nbytes + SPACE_MARGIN:
             raise StoreError(
                 f"{self.path}: not enough free space on its disk ({_megabytes(free)} free; the next write needs "
-                f"{_megabytes(nbytes + SPACE_MARGIN)}); the store keeps its last commit ({self._n_sources} source row(s)): "
+                f"{_megabytes(nbytes + SPACE_MARGIN)}); the store keeps its last commit ({self._n_sources} source(s)): "
                 "free some space and rerun the same command to continue"
             )
 
