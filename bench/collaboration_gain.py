@@ -56,7 +56,8 @@ def chain_summary(model: Any) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import torch
 
-    import aucli.engine.trainer as trainer
+    import aucli.engine.fold as fold
+    from aucli.engine import train
     from aucli.errors import TrainingDivergedError
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = args.out or bench.work / "runs" / "collaboration_gain" / f"fold{args.fold}-seed{args.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     model_ref: dict[str, Any] = {}
-    build = trainer.build_method_model
+    build = fold.build_method_model
 
     def keep_model(*a: Any, **k: Any) -> Any:  # the trainer builds the model inside train(); keep a handle to read it
         model_ref["model"] = build(*a, **k)
@@ -91,16 +92,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     print(f"fold {args.fold}, lr {recipe.optim.lr:g}, moke_up_lr_scale {recipe.optim.moke_up_lr_scale:g}, {recipe.optim.max_steps} steps: {out}",
           flush=True)  # fmt: skip
-    trainer.build_method_model = keep_model
+    fold.build_method_model = keep_model
     try:
-        run = trainer.train(store, recipe, out=out, show_progress=False, on_step=on_step)
+        run = train(store, recipe, out=out, show_progress=False, on_step=on_step)
         outcome = {"status": "done", "test_f1": run.mean_f1(), "test_auc": run.folds[0].test.mean_auc}
         print(f"done: test F1 {100 * outcome['test_f1']:.1f}, AUC {100 * outcome['test_auc']:.1f}")
     except TrainingDivergedError as error:
         outcome = {"status": "diverged", "message": str(error)}
         print(f"diverged: {error}")
     finally:
-        trainer.build_method_model = build
+        fold.build_method_model = build
     return {"rows": rows, **outcome}
 
 

@@ -86,7 +86,7 @@ def fold_predictions(run: Path, store: Path | None) -> list[dict[str, Any]]:
 
     from aucli.config import Recipe
     from aucli.engine.evaluate import sigmoid
-    from aucli.engine.trainer import prepare_corpus
+    from aucli.engine.corpus import prepare_corpus
 
     recipe = Recipe.from_dict(yaml.safe_load((run / "recipe.yaml").read_text(encoding="utf-8")))
     store = store or Path(json.loads((run / "run.json").read_text(encoding="utf-8"))["store"])

@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from aucli.engine.data import AugmentedFaces, FaceTransform
-    from aucli.engine.trainer import fold_indices, prepare_corpus
+    from aucli.engine.corpus import fold_indices, prepare_corpus
     from aucli.model.backbone import create_backbone
 
     torch.set_num_threads(args.threads)

@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     from aucli.engine.data import EpochBatchSampler
     from aucli.engine.distributed import resolve_device
-    from aucli.engine.trainer import fold_indices, prepare_corpus, train
+    from aucli.engine.corpus import fold_indices, prepare_corpus
+    from aucli.engine.trainer import train
     from aucli.errors import UsageError
     from aucli.model import build_model
 

@@ -5,7 +5,7 @@
 Each rank writes ``DUMP_DIR/rank<r>-initial.safetensors`` (every tensor of its model as built) and
 ``DUMP_DIR/rank<r>-final.safetensors`` (after training), so the test can compare the ranks tensor by
 tensor. The trainer builds the model inside ``train``; the worker keeps a handle on it by wrapping
-``aucli.engine.trainer.build_method_model``, as bench/collaboration_gain.py does.
+``aucli.engine.fold.build_method_model``, as bench/collaboration_gain.py does.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import aucli.engine.trainer as trainer
+import aucli.engine.fold as fold
 from aucli.cli.main import cli
 from aucli.fileio import save_tensors
 
@@ -23,7 +23,7 @@ from aucli.fileio import save_tensors
 def main(dump: Path, args: list[str]) -> None:
     rank = int(os.environ["RANK"])
     models: list[Any] = []
-    build = trainer.build_method_model
+    build = fold.build_method_model
 
     def keep(*a: Any, **k: Any) -> Any:
         model = build(*a, **k)
@@ -31,11 +31,11 @@ def main(dump: Path, args: list[str]) -> None:
         models.append(model)
         return model
 
-    trainer.build_method_model = keep
+    fold.build_method_model = keep
     try:
         cli(["train", *args], standalone_mode=False)
     finally:
-        trainer.build_method_model = build
+        fold.build_method_model = build
     save_tensors(dump / f"rank{rank}-final.safetensors", models[-1].state_dict())
 
 

@@ -18,7 +18,8 @@ from aucli.engine.data import (
     resolve_label_set,
     store_dataset,
 )
-from aucli.engine.trainer import fold_indices, lr_at, prepare_corpus
+from aucli.engine.corpus import fold_indices, prepare_corpus
+from aucli.engine.fold import lr_at
 from aucli.errors import StoreError, UsageError
 from aucli.store import CorpusStore
 

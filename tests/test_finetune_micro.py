@@ -197,7 +197,7 @@ def test_fold_indices_repeat_training_faces_and_honour_explicit_splits(tmp_path)
 
     from engine_fixtures import make_toy_store, toy_recipe
 
-    from aucli.engine.trainer import fold_indices, prepare_corpus
+    from aucli.engine.corpus import fold_indices, prepare_corpus
     from aucli.protocols import FoldSplit
 
     recipe = toy_recipe()

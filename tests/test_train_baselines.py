@@ -14,7 +14,7 @@ from aucli.engine import train
 from aucli.engine.data import AugmentedFaces, FaceTransform, store_dataset
 from aucli.engine.evaluate import predict_logits
 from aucli.engine.runs import load_tensors, read_json, save_tensors
-from aucli.engine.trainer import param_groups
+from aucli.engine.fold import param_groups
 from aucli.errors import ModelError
 from aucli.model.baselines import Adapter, BaselineModel
 from aucli.model.checkpoint import load_model_checkpoint

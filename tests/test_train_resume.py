@@ -102,10 +102,10 @@ def test_a_diverged_loss_stops_the_run_before_it_saves_broken_weights(tmp_path, 
     """A NaN loss at step 3 of epoch 1 ends the run with one plain message; no state with NaN weights is written."""
     import dataclasses
 
-    import aucli.engine.trainer as trainer_module
+    import aucli.engine.fold as fold_module
 
     store, _, _ = reference
-    real_from_rates = trainer_module.AUFormerLoss.from_rates
+    real_from_rates = fold_module.AUFormerLoss.from_rates
 
     def poisoned(*args, **kwargs):
         criterion = real_from_rates(*args, **kwargs)
@@ -122,7 +122,7 @@ def test_a_diverged_loss_stops_the_run_before_it_saves_broken_weights(tmp_path, 
         criterion.forward = forward
         return criterion
 
-    monkeypatch.setattr(trainer_module.AUFormerLoss, "from_rates", poisoned)
+    monkeypatch.setattr(fold_module.AUFormerLoss, "from_rates", poisoned)
     out = tmp_path / "diverged"
     settings = {**SETTINGS, "train.save_every": 0, "train.log_every": 100}
     result = runner.invoke(cli, ["train", str(store), "--out", str(out), "--quiet", *toy_override_args(**settings)])

@@ -12,7 +12,8 @@ Models, their checkpoints and the registry live in :mod:`aucli.model`.
 
 from aucli.engine.evaluate import EvalResult, evaluate_checkpoint, predict_logits
 from aucli.engine.oof import OOFResult, out_of_fold_predictions
-from aucli.engine.trainer import FoldResult, TrainResult, train
+from aucli.engine.results import FoldResult, TrainResult
+from aucli.engine.trainer import train
 
 __all__ = [
     "train",

@@ -26,8 +26,8 @@ CASME II-style store:
   The fold models estimate how well this procedure transfers; picking the best fold instead would
   select on test subjects.
 
-Training reuses :func:`aucli.engine.trainer.train_fold` unchanged: the data and labels come in as a
-:class:`~aucli.engine.trainer.Corpus` (:mod:`aucli.engine.micro_data`), the starting weights
+Training reuses :func:`aucli.engine.fold.train_fold` unchanged: the data and labels come in as a
+:class:`~aucli.engine.corpus.Corpus` (:mod:`aucli.engine.micro_data`), the starting weights
 through its ``init_model`` hook.
 
 Run folder (``--out``)::
@@ -433,7 +433,10 @@ def finetune_micro(
     from aucli.engine.evaluate import predict_logits, sigmoid
     from aucli.engine.micro_data import MicroFaces, micro_labels, resolve_micro_label_set, training_repeats
     from aucli.engine.runs import atomic_write_json, atomic_write_text, json_safe, load_tensors, read_json, save_tensors
-    from aucli.engine.trainer import Corpus, FoldResult, _prepare_folder, train_fold
+    from aucli.engine.corpus import Corpus
+    from aucli.engine.fold import train_fold
+    from aucli.engine.results import FoldResult
+    from aucli.engine.trainer import prepare_run_folder
     from aucli.fileio import file_sha256
     from aucli.model.checkpoint import (
         checkpoint_model_config, checkpoint_paths, load_checkpoint, load_model_checkpoint, read_checkpoint_metadata, save_checkpoint,
@@ -502,7 +505,7 @@ def finetune_micro(
             "micro": micro.to_dict(), "checkpoint": str(meta_path.resolve()), "checkpoint_sha256": file_sha256(weights_path),
             "store": str(store.resolve()), "label_set": label_set, "au_pairs": pairs,
         }
-        resuming = _prepare_folder(out, recipe, resume)
+        resuming = prepare_run_folder(out, recipe, resume)
         if resuming:
             saved = read_json(out / "micro.json")
             changed = [k for k in settings if k not in ("checkpoint", "store") and saved.get(k) != json_safe(settings[k])]

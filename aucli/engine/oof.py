@@ -20,7 +20,8 @@ from aucli.calibration import Calibration, fit_calibration
 from aucli.config import Recipe
 from aucli.engine.evaluate import sigmoid
 from aucli.engine.runs import load_tensors
-from aucli.engine.trainer import TrainResult, train
+from aucli.engine.results import TrainResult
+from aucli.engine.trainer import train
 
 __all__ = ["OOFResult", "out_of_fold_predictions"]
 

@@ -231,7 +231,7 @@ def pretrain(
         save_state,
         weights_from_state,
     )
-    from aucli.engine.trainer import lr_at
+    from aucli.engine.fold import lr_at
 
     started = time.perf_counter()
     out = Path(out)

@@ -255,7 +255,8 @@ class RunOutcome(NamedTuple):
 def finished_run(folder: Path, recipe: Any) -> RunOutcome:
     """The run in ``folder`` from its files alone (no store, no training): done when every fold has its result."""
     from aucli.engine.runs import read_json
-    from aucli.engine.trainer import FoldResult, TrainResult, recipe_differences
+    from aucli.engine.results import FoldResult, TrainResult
+    from aucli.engine.trainer import recipe_differences
 
     diverged = folder / DIVERGED_FILE
     if diverged.is_file():
