@@ -20,16 +20,10 @@ from micro_fixtures import (
 )
 
 from aucli.cli.main import cli
-from aucli.engine.micro import (
-    final_split,
-    map_micro_aus,
-    micro_fold_splits,
-    pooled_report,
-    split_micro_recipe,
-    transfer_config,
-    transfer_state,
-)
-from aucli.engine.micro_data import micro_labels, resolve_micro_label_set, training_repeats
+from aucli.micro.data import final_split, micro_fold_splits, micro_labels, resolve_micro_label_set, training_repeats
+from aucli.micro.recipe import split_micro_recipe
+from aucli.micro.report import pooled_report
+from aucli.micro.transfer import map_micro_aus, transfer_config, transfer_state
 from aucli.errors import StoreError, UsageError
 from aucli.model import build_model
 from aucli.store import CorpusStore
@@ -174,7 +168,7 @@ def test_recipe_defaults_and_refusals():
 
 def test_the_casme2_recipe_resolves_to_the_finetune_defaults():
     from aucli.config import read_yaml
-    from aucli.engine.micro import MICRO_DEFAULTS, MicroConfig
+    from aucli.micro.recipe import MICRO_DEFAULTS, MicroConfig
 
     recipe, micro = split_micro_recipe(read_yaml("casme2"))
     assert {k: getattr(recipe.optim, k) for k in MICRO_DEFAULTS["optim"]} == MICRO_DEFAULTS["optim"]

@@ -52,7 +52,7 @@ def finetune_micro(store, checkpoint, out, recipe_path, labels, aus, protocol, f
     """
     from aucli.config import recipe_data
     from aucli.console import console
-    from aucli.engine.micro import finetune_micro as run_finetune
+    from aucli.micro import finetune_micro as run_finetune
     from aucli.errors import UsageError
 
     if protocol == "loso" and folds is not None:

@@ -1,4 +1,4 @@
-"""Micro-expression training data: CASME II-style label sets, event windows and training repeats.
+"""Micro-expression training data: CASME II-style label sets, event windows, training repeats, subject folds.
 
 A CASME II coding sheet labels each clip's onset..offset frames (the clip's AUs present, every other
 AU of the sheet absent) and leaves the clip's other frames unknown (:mod:`aucli.labels.casme2`).
@@ -18,6 +18,7 @@ rebalanced per face, for training only (validation and test faces are always see
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from aucli.errors import StoreError, UsageError
+from aucli.protocols import FoldSplit, balanced_partitions, fold_split
 from aucli.store.dataset import StoreDataset
 from aucli.store.schema import SUBJECT_TRACK
 
@@ -32,7 +34,9 @@ __all__ = [
     "MICRO_FORMATS",
     "MicroFaces",
     "MicroLabels",
+    "final_split",
     "label_set_format",
+    "micro_fold_splits",
     "micro_labels",
     "resolve_micro_label_set",
     "training_repeats",
@@ -215,3 +219,35 @@ class MicroFaces(StoreDataset):
         if not np.array_equal(self.rows, micro.rows):
             raise StoreError(f"{store}: face rows changed while the micro-expression data was read; run again")
         self._labels = np.ascontiguousarray(micro.labels, dtype=np.int8)
+
+
+def micro_fold_splits(
+    subjects: Sequence[str], *, protocol: str, n_folds: int, validation_fraction: float, seed: int
+) -> list[FoldSplit]:
+    """The folds' subjects: fold f tests on the f-th subject (loso) or the f-th balanced group (kfold).
+
+    Validation subjects are drawn from each fold's training subjects (:func:`aucli.protocols.fold_split`).
+    """
+    unique = sorted(set(subjects))
+    if len(unique) < 2:
+        raise UsageError(f"a subject-independent protocol needs at least 2 subjects; the micro data has {len(unique)}")
+    if protocol == "loso":
+        groups: tuple[tuple[str, ...], ...] = tuple((s,) for s in unique)
+    elif protocol == "kfold":
+        groups = balanced_partitions(unique, n_folds, seed=seed)
+    else:
+        raise UsageError(f"micro.protocol must be loso or kfold (found {protocol!r})")
+    partitions = tuple(reversed(groups))  # fold_split: fold f tests on partition k - f
+    return [fold_split(partitions, f, validation_fraction=validation_fraction, seed=seed) for f in range(1, len(groups) + 1)]
+
+
+def final_split(subjects: Sequence[str], *, fold: int, validation_fraction: float, seed: int) -> FoldSplit:
+    """Every subject but a seeded ``validation_fraction`` of them (at least one), which are both the
+    validation and the nominal test subjects of the final model."""
+    unique = sorted(set(subjects))
+    if validation_fraction <= 0:
+        raise UsageError("the final model needs validation subjects for its thresholds: set train.validation_fraction > 0, or add --no-final")
+    n_validation = min(max(round(len(unique) * validation_fraction), 1), len(unique) - 1)
+    validation = tuple(sorted(random.Random(seed * 1000 + 999).sample(unique, n_validation)))
+    train = tuple(s for s in unique if s not in validation)
+    return FoldSplit(fold=fold, train=train, validation=validation, test=validation)
