@@ -443,11 +443,14 @@ _DEAD_WRITER = """
 import os, sys, h5py
 from aucli.store.journal import JournaledFile
 from pathlib import Path
-f = h5py.File(JournaledFile(Path(sys.argv[1])), "r+")
+io = JournaledFile(Path(sys.argv[1]))
+f = h5py.File(io, "r+")
 f["sources"].attrs["n_rows"] = 99
 f["frames/image"].resize(500, axis=0)
+f["frames/image"][5:500] = 7
 f.flush()
-os._exit(0)  # gone before its commit: no rollback, no close
+io._write_kept()  # the commit's first half: the store's own blocks overwritten, the journal not yet deleted
+os._exit(0)  # gone before its commit point: no rollback, no close
 """
 
 

@@ -5,10 +5,13 @@ fails half-way (a full disk, an I/O error, ``kill -9`` during a flush) leaves a 
 open again. So a writable store is not opened by path: h5py's ``fileobj`` driver routes every
 read and write of the HDF5 library through a :class:`JournaledFile`, which
 
-- before overwriting a byte that was in the file at the last commit, appends its old content to
-  the journal ``<store>.journal`` beside the store (and fsyncs the journal);
-- on :meth:`~JournaledFile.commit` fsyncs the store and deletes the journal: that deletion is the
-  commit point;
+- writes bytes past the file's committed length at once (a rollback cuts them off), but keeps
+  in memory every write over a byte that was in the file at the last commit (HDF5's metadata
+  updates: small), where HDF5's reads see it;
+- on :meth:`~JournaledFile.commit` appends the old content of those bytes to the journal
+  ``<store>.journal`` beside the store, fsyncs the journal, writes the kept bytes over them,
+  fsyncs the store and deletes the journal: that deletion is the commit point (two fsyncs a
+  commit, however many blocks HDF5 updated);
 - on a failed write (``ENOSPC``, ``EIO``, ...) stops touching the disk: HDF5 is told the write
   succeeded and later writes go to memory only, so the library never sees an error (its error
   paths leave broken files and sometimes crash); the store then closes and :meth:`rollback`
@@ -180,7 +183,8 @@ class SafeFile:
         self.size = os.fstat(fd).st_size
         self.failed: OSError | None = None
         self._position = 0
-        self._memory: list[tuple[int, bytes]] = []  # writes after a failure (never on disk)
+        # writes not on the disk (yet), in order; a rewrite of the same block replaces the older copy
+        self._memory: dict[tuple[int, int], bytes] = {}
 
     @classmethod
     def create(cls, path: Path) -> SafeFile:
@@ -201,7 +205,7 @@ class SafeFile:
         got = os.preadv(self._fd, [view], start) if start < self.size else 0
         if got < n:
             view[got:] = bytes(n - got)
-        for offset, data in self._memory:
+        for (offset, _), data in self._memory.items():
             lo, hi = max(start, offset), min(start + n, offset + len(data))
             if lo < hi:
                 view[lo - start : hi - start] = data[lo - offset : hi - offset]
@@ -226,7 +230,7 @@ class SafeFile:
             except OSError as error:
                 self.failed = error
         if self.failed is not None:
-            self._memory.append((start, bytes(view)))
+            self._keep(start, bytes(view))
         self.size = max(self.size, start + n)
         self._position += n
         return n
@@ -247,6 +251,11 @@ class SafeFile:
 
     def close(self) -> None:
         os.close(self._fd)
+
+    def _keep(self, offset: int, data: bytes) -> None:
+        """Hold a write in memory (the latest copy of a block goes last)."""
+        self._memory.pop((offset, len(data)), None)
+        self._memory[(offset, len(data))] = data
 
     def _before_change(self, start: int, stop: int) -> None:
         """Called before bytes ``start:stop`` are written or cut off (the journal's hook)."""
@@ -271,15 +280,40 @@ class JournaledFile(SafeFile):
         self._journal_end = 0
         self._saved: list[tuple[int, int]] = []  # committed byte ranges already in the journal
 
+    def write(self, data) -> int:
+        """Bytes over the committed length are kept in memory until the commit; the rest goes out."""
+        view = memoryview(data).cast("B")
+        start, n = self._position, len(view)
+        split = min(start + n, self.committed)
+        if self.failed is not None or split <= start:
+            return super().write(view)
+        self._keep(start, bytes(view[: split - start]))
+        if split < start + n:
+            self._position = split
+            super().write(view[split - start :])
+        self.size = max(self.size, start + n)
+        self._position = start + n
+        return n
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self._position if size is None else size
+        if self.failed is None and size < self.committed:
+            try:
+                self._write_kept()  # rare (HDF5 gives back space it freed): done the slow way
+            except OSError as error:
+                self.failed = error
+        return super().truncate(size)
+
     # -- transactions --------------------------------------------------------------------------------
 
     def commit(self) -> None:
         """Make every write since the last commit durable; the journal's deletion commits."""
-        if self.failed is not None or self._journal_fd is None:
+        if self.failed is not None or self._journal_fd is None and not self._memory:
             return
         try:
+            self._write_kept()
             os.fsync(self._fd)
-            os.close(self._journal_fd)
+            os.close(self._journal_fd)  # type: ignore[arg-type]
             self._journal_fd = None
             self.journal.unlink()
             _fsync_folder(self.path.parent)
@@ -324,21 +358,36 @@ class JournaledFile(SafeFile):
         self._journal_end = _HEADER.size
 
     def _before_change(self, start: int, stop: int) -> None:
-        """Put the committed bytes of ``start:stop`` that the journal lacks into it, durably."""
+        """Before bytes ``start:stop`` go out: the journal exists, and holds what they replace."""
         if self._journal_fd is None:
             self._begin()
-        stop = min(stop, self.committed)
+        if self._save(start, min(stop, self.committed)):
+            os.fsync(self._journal_fd)  # type: ignore[arg-type]
+
+    def _save(self, start: int, stop: int) -> bool:
+        """Append the committed bytes of ``start:stop`` the journal lacks to it; True when any."""
         missing = _subtract((start, stop), self._saved)
-        if not missing:
-            return
         for lo, hi in missing:
             chunk = os.pread(self._fd, hi - lo, lo)
             record = _RECORD.pack(lo, len(chunk), zlib.crc32(chunk)) + chunk
             _write_all(self._journal_fd, record, self._journal_end)  # type: ignore[arg-type]
             self._journal_end += len(record)
             self._saved.append((lo, lo + len(chunk)))
-        os.fsync(self._journal_fd)  # type: ignore[arg-type]
         self._saved.sort()
+        return bool(missing)
+
+    def _write_kept(self) -> None:
+        """Journal what the kept writes replace (one fsync), then write them over it."""
+        if not self._memory:
+            return
+        if self._journal_fd is None:
+            self._begin()
+        saved = [self._save(offset, offset + length) for offset, length in self._memory]
+        if any(saved):
+            os.fsync(self._journal_fd)  # type: ignore[arg-type]
+        for (offset, _), data in self._memory.items():
+            _write_all(self._fd, data, offset)
+        self._memory.clear()
 
 
 def _subtract(span: tuple[int, int], covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
