@@ -43,7 +43,7 @@ def timeline_statistics(subjects: int, frames: int, seed: int) -> tuple[np.ndarr
 
 
 def render_speed(size: int, framing: str, n: int = 200) -> float:
-    from aucli.synth.corpus import SUPERSAMPLE, subject_identity
+    from aucli.synth.recording import SUPERSAMPLE, subject_identity
     from aucli.synth.face import FaceModel
     from aucli.synth.render import FaceRenderer, Framing
     from aucli.synth.scene import compose_frame, sample_nuisance, sample_scene

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from aucli.faces.detect import make_detector
-from aucli.synth.corpus import SUPERSAMPLE, subject_identity
+from aucli.synth.recording import SUPERSAMPLE, subject_identity
 from aucli.synth.face import FaceModel
 from aucli.synth.facs import SYNTH_AUS
 from benchlib.synth_gates import detection_rate, identity_dominance

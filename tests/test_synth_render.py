@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from aucli.synth.corpus import SUPERSAMPLE, subject_identity
+from aucli.synth.recording import SUPERSAMPLE, subject_identity
 from aucli.synth.face import FaceModel
 from aucli.synth.facs import AU_EFFECTS, SYNTH_AUS, anchors
 from aucli.synth.render import FaceRenderer, Framing, Light, Pose

@@ -143,7 +143,7 @@ def render_block(seed: int, split: Split, index: int, sampling: FaceSampling, *,
     faces themselves do not change).
     """
     from aucli.faces.align import align_face
-    from aucli.synth.corpus import SUPERSAMPLE
+    from aucli.synth.recording import SUPERSAMPLE
     from aucli.synth.face import FaceModel
     from aucli.synth.facs import SYNTH_AUS
     from aucli.synth.identity import sample_identity

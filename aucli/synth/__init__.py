@@ -6,8 +6,9 @@ point: :func:`make_corpus` (``aucli synth``). Modules, bottom up: :mod:`.identit
 :mod:`.facs` (what each AU does), :mod:`.face` (a subject's static face), :mod:`.render` (one
 frame: AUs, eyes, lips, light, pose), :mod:`.scene` (background, body, occluders, camera),
 :mod:`.events` (AU timelines), :mod:`.noise` (label noise with a ledger), :mod:`.writers` (file
-formats), :mod:`.corpus` (the whole corpus), :mod:`.contact_sheet`. Its measured properties are
-``bench/benchlib/synth_gates.py`` (``python bench/synth_stats.py``).
+formats), :mod:`.recording` (one recording: frames, label and part files), :mod:`.corpus` (the
+whole corpus), :mod:`.contact_sheet`. Its measured properties are ``bench/benchlib/synth_gates.py``
+(``python bench/synth_stats.py``).
 """
 
 from aucli.synth.corpus import CorpusConfig, CorpusManifest, make_corpus

@@ -40,7 +40,7 @@ def contact_sheet(
     """
     from aucli.errors import UsageError
     from aucli.faces.align import align_face
-    from aucli.synth.corpus import SUPERSAMPLE, subject_identity
+    from aucli.synth.recording import SUPERSAMPLE, subject_identity
     from aucli.synth.face import FaceModel
     from aucli.synth.identity import subject_ids
     from aucli.synth.render import FaceRenderer, Framing

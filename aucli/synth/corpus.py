@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,18 +41,26 @@ from aucli import __version__
 from aucli.aus import au_name
 from aucli.errors import UsageError
 from aucli.protocols import BP4D_PARTITIONS, DISFA_PARTITIONS, balanced_partitions
-from aucli.synth.events import TARGET_RATES, TASKS, MicroEvent, TimelineModel, extract_events, sample_micro_clip
+from aucli.synth.events import TARGET_RATES, TASKS
 from aucli.synth.facs import SYNTH_AUS
-from aucli.synth.identity import Identity, sample_identity, subject_ids
-from aucli.synth.noise import REASONS, NoiseMix, inject_noise
+from aucli.synth.identity import subject_ids
+from aucli.synth.noise import REASONS, NoiseMix
+from aucli.synth.recording import RecordingPlan, calibrated_thresholds, render_recording, subject_identity
+from aucli.synth.writers import atomic_write_text, casme2_sheet, read_npz, write_json, write_npz
 
-__all__ = ["CorpusConfig", "CorpusManifest", "RecordingPlan", "make_corpus", "plan_recordings", "subject_identity", "SCHEMA_VERSION"]
+__all__ = ["CorpusConfig", "CorpusManifest", "SCHEMA_VERSION", "STORE_LABEL_SETS", "corpus_to_store", "make_corpus", "plan_recordings"]
 
 SCHEMA_VERSION = 1
 Layout = Literal["bp4d", "disfa", "casme2"]
 _DEFAULT_FRAMES = {"bp4d": 250, "disfa": 1000, "casme2": 40}
-#: Supersampling of the face canvas relative to the frame.
-SUPERSAMPLE = 1.25
+#: How the corpus's files read (``manifest.json``'s ``conventions``).
+CONVENTIONS = {
+    "sides": "intensity[..., 0] is the subject's right (image left), [..., 1] the subject's left (CASME II R/L)",
+    "levels": "FACS level 0-5 (1 = A, trace .. 5 = E); occurrence (BP4D) is level >= 1, DISFA's convention is level >= 2",
+    "frame_number": "BP4D: the image number, or the 0-based video frame index for videos; DISFA: line k is video frame k-1; CASME II: the image number",
+    "landmarks": "frame pixels, pixel centres at integers; image-left eye, image-right eye, nose tip, image-left and image-right mouth corner",
+    "pose": "degrees; yaw > 0 turns the face towards the image right, pitch > 0 lifts the chin, roll > 0 is clockwise",
+}
 
 
 @dataclass
@@ -131,23 +138,6 @@ class CorpusConfig:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class RecordingPlan:
-    """One recording to render: who, what, and where its files go (paths relative to ``out``)."""
-
-    index: int
-    id: str
-    subject_index: int
-    subject: str
-    recording: str  # task (T1), clip (EP01_01) or the DISFA stem
-    tasks: tuple[str, ...]
-    local_index: int  # recording number within the subject
-    media: str
-    media_kind: Literal["video", "frames"]
-    labels: tuple[str, ...]  # the (noisy) label files, as a coder delivered them
-    clean_labels: tuple[str, ...]  # the same format with the exact labels
-
-
 def plan_recordings(config: CorpusConfig) -> list[RecordingPlan]:
     """The recordings of a corpus, in manifest order."""
     ids = subject_ids(config.subjects, style=config.layout)
@@ -185,189 +175,6 @@ def _partitions(config: CorpusConfig, ids: Sequence[str]) -> tuple[list[list[str
     if len(ids) >= 3:
         return [list(p) for p in balanced_partitions(ids, 3, seed=config.seed)], "balanced 3-fold partitions (aucli.protocols.balanced_partitions)"
     return [list(ids)], "too few subjects for folds"
-
-
-def subject_identity(seed: int, subject_index: int, subject: str) -> Identity:
-    """The identity of subject number ``subject_index`` of a corpus made with ``seed``."""
-    return sample_identity(np.random.default_rng([seed, 0, subject_index]), subject)
-
-
-@lru_cache(maxsize=4)
-def _face(seed: int, subject_index: int, subject: str, r: float):
-    from aucli.synth.face import FaceModel
-    from aucli.synth.render import FaceRenderer
-
-    return FaceRenderer(FaceModel(subject_identity(seed, subject_index, subject), r))
-
-
-@lru_cache(maxsize=4)
-def _timeline_model(tasks: tuple[str, ...], fps: float) -> TimelineModel:
-    return TimelineModel(tasks, fps=fps)
-
-
-def _propensity(settings: dict[str, Any], plan: RecordingPlan, rng_time: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A recording's latent AU propensities (the first draws of its timeline stream)."""
-    model = _timeline_model(tuple(settings["tasks"]), settings["fps"])
-    effects = model.subject_effects(np.random.default_rng([settings["seed"], 1, plan.subject_index]))
-    tasks = list(plan.tasks)
-    if len(tasks) > 1:
-        tasks = [tasks[i] for i in rng_time.permutation(len(tasks))]
-    return model.propensity(rng_time, settings["frames"], tasks if len(tasks) > 1 else tasks[0], effects)
-
-
-def _streams(seed: int, plan: RecordingPlan) -> list[np.random.Generator]:
-    """Independent random streams of one recording: timeline, nuisance, scene, noise."""
-    return [np.random.default_rng(s) for s in np.random.SeedSequence([seed, 2, plan.subject_index, plan.local_index]).spawn(4)]
-
-
-def calibrated_thresholds(settings: dict[str, Any], plans: Sequence[RecordingPlan]) -> list[float] | None:
-    """Per-AU thresholds that give the corpus exactly the target rates (None for micro clips)."""
-    if settings["layout"] == "casme2":
-        return None
-    model = _timeline_model(tuple(settings["tasks"]), settings["fps"])
-    propensities = [_propensity(settings, plan, _streams(settings["seed"], plan)[0])[0] for plan in plans]
-    return [round(float(t), 12) for t in model.calibrate(propensities)]
-
-
-def _render_recording(settings: dict[str, Any], out: str, plan: RecordingPlan, fingerprint: str, thresholds: list[float] | None) -> dict[str, Any]:
-    """Render one recording, write its media, label files and part files; return its part record."""
-    from aucli.synth.render import Framing
-    from aucli.synth.scene import compose_frame, sample_nuisance, sample_scene
-    from aucli.synth.writers import FrameFolderWriter, VideoWriter, atomic_write_text, bp4d_csv, disfa_files, write_json, write_npz
-
-    root = Path(out)
-    seed, size, fps, layout = settings["seed"], settings["size"], settings["fps"], settings["layout"]
-    n = settings["frames"]
-    mix = NoiseMix.parse(settings["noise"])
-    identity = subject_identity(seed, plan.subject_index, plan.subject)
-    rng_time, rng_nuisance, rng_scene, rng_noise = _streams(seed, plan)
-    micro: MicroEvent | None = None
-    if layout == "casme2":
-        timeline, micro = sample_micro_clip(rng_time, n, fps=fps)
-    else:
-        model = _timeline_model(tuple(settings["tasks"]), fps)
-        z, factors = _propensity(settings, plan, rng_time)
-        timeline = model.timeline(rng_time, z, factors, expressivity=identity.expressivity, thresholds=np.asarray(thresholds))
-    still = layout == "casme2"  # CASME II participants were asked to keep still
-    nuisance = sample_nuisance(
-        rng_nuisance, n, identity, fps=fps, size=size,
-        occlusion_rate=0.0 if still else settings["occlusion"], pose_scale=0.3 * settings["pose_scale"] if still else settings["pose_scale"],
-    )  # fmt: skip
-    scene = sample_scene(rng_scene, identity, size)
-    if plan.media_kind == "frames":
-        first = int(rng_scene.integers(1, 300)) if layout == "casme2" else int(rng_scene.integers(1, 2000))
-    else:
-        first = 0
-    renderer = _face(seed, plan.subject_index, plan.subject, Framing.video(size).px_per_unit * SUPERSAMPLE)
-    noise = inject_noise(timeline.levels, mix, rng_noise, fps=fps)
-    media_path = root / plan.media
-    writer: Any
-    if plan.media_kind == "video":
-        writer = VideoWriter(media_path, size, fps, crf=settings["crf"])
-    else:
-        writer = FrameFolderWriter(media_path, prefix="img" if layout == "casme2" else "", first_number=first)
-    landmarks = np.zeros((n, 5, 2), np.float32)
-    boxes = np.zeros((n, 4), np.float32)
-    occluded = np.zeros(n, np.float32)
-    digest = hashlib.sha256()
-    try:
-        for t in range(n):
-            frame, truth = compose_frame(renderer, scene, nuisance, t, timeline.intensity[t])
-            writer.write(frame)
-            digest.update(frame.tobytes())
-            landmarks[t] = truth.landmarks
-            boxes[t] = truth.box
-            occluded[t] = truth.occluded
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    frame_numbers = np.arange(first, first + n, dtype=np.int64)
-    sheet_rows: list[dict[str, Any] | None] = [None, None]
-    for paths, levels in ((plan.labels, noise.levels), (plan.clean_labels, timeline.levels)):
-        if layout == "bp4d":
-            atomic_write_text(root / paths[0], bp4d_csv(levels, frame_numbers, SYNTH_AUS))
-        elif layout == "disfa":
-            for path, text in zip(paths, disfa_files(levels, SYNTH_AUS, plan.subject).values()):
-                atomic_write_text(root / path, text)
-    if layout == "casme2":
-        assert micro is not None
-        sheet_rows = [
-            _casme2_row(plan, micro, timeline.levels, noise.levels, first, mix, rng_noise),
-            _casme2_row(plan, micro, timeline.levels, timeline.levels, first, NoiseMix(), rng_noise),
-        ]
-    arrays = {
-        "intensity": timeline.intensity,
-        "levels": timeline.levels,
-        "noisy_levels": noise.levels,
-        "noise_reason": noise.reason,
-        "factors": timeline.factors,
-        "landmarks": landmarks,
-        "face_box": boxes,
-        "occluded": occluded,
-        "frame_number": frame_numbers,
-        **nuisance.arrays(),
-    }
-    part_dir = root / "parts"
-    write_npz(part_dir / f"{plan.id}.npz", arrays)
-    nominal = np.max(timeline.intensity, axis=2)
-    record = {
-        "id": plan.id,
-        "subject": plan.subject,
-        "recording": plan.recording,
-        "tasks": list(plan.tasks),
-        "media": plan.media,
-        "media_kind": plan.media_kind,
-        "labels": list(plan.labels),
-        "clean_labels": list(plan.clean_labels),
-        "n_frames": n,
-        "first_frame_number": first,
-        "pixels_sha256": digest.hexdigest(),
-        "events": [e.to_dict() for e in extract_events(timeline.levels, nominal)],
-        "noise_events": noise.events,
-        "micro": micro.to_dict() if micro is not None else None,
-        "casme2_rows": sheet_rows,
-        "fingerprint": fingerprint,
-    }
-    write_json(part_dir / f"{plan.id}.json", record)
-    return record
-
-
-def _casme2_row(plan: RecordingPlan, micro: MicroEvent, clean: np.ndarray, noisy: np.ndarray, first: int, mix: NoiseMix, rng: np.random.Generator) -> dict[str, Any] | None:
-    """The clip's coding-sheet row from the noisy labels (None when the coder missed it entirely)."""
-    from aucli.synth.noise import CONFUSION_PAIRS
-
-    partner = {a: b for a, b in CONFUSION_PAIRS} | {b: a for a, b in CONFUSION_PAIRS}
-    lo, hi = max(micro.onset - 3, 0), min(micro.offset + 4, clean.shape[0])
-    codes = []
-    for au, side in micro.aus:
-        for candidate in (au, partner.get(au)):
-            if candidate is None:
-                continue
-            k = SYNTH_AUS.index(candidate)
-            if (noisy[lo:hi, k] >= 1).any():
-                code = f"{side or ''}{candidate}"
-                if code not in codes:
-                    codes.append(code)
-    if not codes:
-        return None
-    clean_rows = np.nonzero((clean[lo:hi] >= 1).any(axis=1))[0]
-    noisy_rows = np.nonzero((noisy[lo:hi] >= 1).any(axis=1))[0]
-    onset, offset = micro.onset, micro.offset
-    if clean_rows.size and noisy_rows.size:
-        onset = max(onset + int(noisy_rows[0] - clean_rows[0]), 0)
-        offset = max(offset + int(noisy_rows[-1] - clean_rows[-1]), onset)
-    apex = min(max(micro.apex, onset), offset)
-    apex_text = "/" if rng.random() < mix.noapex else str(first + apex)
-    return {
-        "Subject": plan.subject[3:],
-        "Filename": plan.recording,
-        "OnsetFrame": first + onset,
-        "ApexFrame": apex_text,
-        "OffsetFrame": first + offset,
-        "Action Units": "+".join(codes),
-        "Estimated Emotion": micro.emotion,
-    }
 
 
 @dataclass
@@ -495,54 +302,68 @@ def make_corpus(
     refuses a folder holding another corpus unless ``overwrite`` (which removes only the corpus's
     own files). ``progress(done, total)`` is called after each recording.
     """
-    from aucli.synth.writers import atomic_write_text, casme2_sheet, read_npz, write_json, write_npz
-
     mix = config.validate()
     _prepare_out(config, overwrite)
     config.out.mkdir(parents=True, exist_ok=True)
-    settings = config.settings()
-    fingerprint = config.fingerprint()
+    settings, fingerprint = config.settings(), config.fingerprint()
     plans = plan_recordings(config)
-    records: dict[str, dict[str, Any]] = {}
-    todo: list[RecordingPlan] = []
-    for plan in plans:
-        part = config.out / "parts" / f"{plan.id}.json"
-        media = config.out / plan.media
-        if part.is_file() and media.exists():
-            record = json.loads(part.read_text(encoding="utf-8"))
-            files = [p for p in record["labels"] + record["clean_labels"] if "CASME2-coding" not in p]
-            if record.get("fingerprint") == fingerprint and all((config.out / p).exists() for p in files):
-                records[plan.id] = record
-                continue
-        todo.append(plan)
+    records = _committed_records(config, plans, fingerprint)
+    todo = [plan for plan in plans if plan.id not in records]
     started = time.perf_counter()
     thresholds = calibrated_thresholds(settings, plans)
+    _render_all(config, todo, records, len(plans), thresholds, progress)
+    render_seconds = time.perf_counter() - started
+    arrays, recordings = _assemble(config, plans, records)
+    data = _manifest_data(config, mix, thresholds, recordings, arrays)
+    write_json(config.out / "manifest.json", data)
+    return CorpusManifest(config.out, data, arrays, render_seconds, len(todo))
+
+
+def _committed_records(config: CorpusConfig, plans: list[RecordingPlan], fingerprint: str) -> dict[str, dict[str, Any]]:
+    """The part records of recordings an earlier run with the same settings committed, with their files present."""
+    records: dict[str, dict[str, Any]] = {}
+    for plan in plans:
+        part = config.out / "parts" / f"{plan.id}.json"
+        if not (part.is_file() and (config.out / plan.media).exists()):
+            continue
+        record = json.loads(part.read_text(encoding="utf-8"))
+        files = [p for p in record["labels"] + record["clean_labels"] if "CASME2-coding" not in p]
+        if record.get("fingerprint") == fingerprint and all((config.out / p).exists() for p in files):
+            records[plan.id] = record
+    return records
+
+
+def _render_all(config: CorpusConfig, todo: list[RecordingPlan], records: dict[str, dict[str, Any]], total: int,
+                thresholds: list[float] | None, progress: Callable[[int, int], None] | None) -> None:
+    """Render ``todo`` (in ``config.workers`` processes), adding each part record to ``records``."""
+    settings, fingerprint, out = config.settings(), config.fingerprint(), str(config.out)
     done = len(records)
     if progress:
-        progress(done, len(plans))
+        progress(done, total)
     if config.workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=config.workers) as pool:
-            futures = [pool.submit(_render_recording, settings, str(config.out), plan, fingerprint, thresholds) for plan in todo]
-            for plan, future in zip(todo, futures):
-                records[plan.id] = future.result()
+            futures = [pool.submit(render_recording, settings, out, plan, fingerprint, thresholds) for plan in todo]
+            finished = ((plan, future.result()) for plan, future in zip(todo, futures))
+            for plan, record in finished:
+                records[plan.id] = record
                 done += 1
                 if progress:
-                    progress(done, len(plans))
-    else:
-        for plan in todo:
-            records[plan.id] = _render_recording(settings, str(config.out), plan, fingerprint, thresholds)
-            done += 1
-            if progress:
-                progress(done, len(plans))
-    render_seconds = time.perf_counter() - started
+                    progress(done, total)
+        return
+    for plan in todo:
+        records[plan.id] = render_recording(settings, out, plan, fingerprint, thresholds)
+        done += 1
+        if progress:
+            progress(done, total)
 
-    # assemble ground truth, ledger, sheet and manifest from the parts
+
+def _assemble(config: CorpusConfig, plans: list[RecordingPlan], records: dict[str, dict[str, Any]]) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """Ground truth, noise ledger and (CASME II) coding sheets from the parts; returns the arrays and the recordings."""
     chunks: dict[str, list[np.ndarray]] = {}
     recordings = []
     log_lines = ["recording,frame,frame_number,au,clean,noisy,reason"]
     rows = 0
-    sheet_rows: list[dict[str, Any]] = []
-    clean_sheet_rows: list[dict[str, Any]] = []
+    sheets: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
     for index, plan in enumerate(plans):
         record = dict(records[plan.id])
         part = read_npz(config.out / "parts" / f"{plan.id}.npz")
@@ -555,11 +376,9 @@ def make_corpus(
         frames, cols = np.nonzero(clean != noisy)
         for f, c in zip(frames, cols):
             log_lines.append(f"{plan.id},{f},{part['frame_number'][f]},{au_name(SYNTH_AUS[c])},{clean[f, c]},{noisy[f, c]},{REASONS[reason[f, c]]}")
-        noisy_row, clean_row = record.pop("casme2_rows")
-        if noisy_row:
-            sheet_rows.append(noisy_row)
-        if clean_row:
-            clean_sheet_rows.append(clean_row)
+        for sheet, row in zip(sheets, record.pop("casme2_rows")):
+            if row:
+                sheet.append(row)
         record.pop("fingerprint", None)
         record["rows"] = [rows, rows + n]
         rows += n
@@ -568,8 +387,14 @@ def make_corpus(
     write_npz(config.out / "groundtruth.npz", arrays)
     atomic_write_text(config.out / "noise_log.csv", "\n".join(log_lines) + "\n")
     if config.layout == "casme2":
-        atomic_write_text(config.out / "CASME2" / "CASME2-coding.csv", casme2_sheet(sheet_rows))
-        atomic_write_text(config.out / "CASME2" / "CASME2-coding-clean.csv", casme2_sheet(clean_sheet_rows))
+        atomic_write_text(config.out / "CASME2" / "CASME2-coding.csv", casme2_sheet(sheets[0]))
+        atomic_write_text(config.out / "CASME2" / "CASME2-coding-clean.csv", casme2_sheet(sheets[1]))
+    return arrays, recordings
+
+
+def _manifest_data(config: CorpusConfig, mix: NoiseMix, thresholds: list[float] | None, recordings: list[dict[str, Any]],
+                   arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``manifest.json``: settings, conventions, protocol, subjects, recordings, statistics, noise (see :class:`CorpusManifest`)."""
     ids = subject_ids(config.subjects, style=config.layout)
     partitions, protocol_source = _partitions(config, ids)
     partition_of = {s: k for k, p in enumerate(partitions) for s in p}
@@ -579,39 +404,19 @@ def make_corpus(
         subjects.append({"id": subject, "sex": identity.sex, "partition": partition_of.get(subject), "identity": identity.to_dict()})
     changed = arrays["noisy_levels"] != arrays["levels"]
     by_reason = {name: int((arrays["noise_reason"][changed] == k).sum()) for k, name in enumerate(REASONS) if k > 0}
-    data = {
-        "format": "aucli-synth",
-        "schema_version": SCHEMA_VERSION,
-        "aucli_version": __version__,
-        "settings": settings,
-        "fingerprint": fingerprint,
-        "layout": config.layout,
-        "label_format": config.layout,
-        "aus": [au_name(au) for au in SYNTH_AUS],
-        "fps": config.fps,
-        "size": config.size,
-        "conventions": {
-            "sides": "intensity[..., 0] is the subject's right (image left), [..., 1] the subject's left (CASME II R/L)",
-            "levels": "FACS level 0-5 (1 = A, trace .. 5 = E); occurrence (BP4D) is level >= 1, DISFA's convention is level >= 2",
-            "frame_number": "BP4D: the image number, or the 0-based video frame index for videos; DISFA: line k is video frame k-1; CASME II: the image number",
-            "landmarks": "frame pixels, pixel centres at integers; image-left eye, image-right eye, nose tip, image-left and image-right mouth corner",
-            "pose": "degrees; yaw > 0 turns the face towards the image right, pitch > 0 lifts the chin, roll > 0 is clockwise",
-        },
-        "protocol": {"source": protocol_source, "partitions": partitions},
-        "calibration": None
-        if thresholds is None
-        else {
-            "note": "per-AU thresholds on the latent propensity, set so that this corpus's clean occurrence rates equal the targets",
-            "thresholds": {au_name(au): t for au, t in zip(SYNTH_AUS, thresholds)},
-        },
-        "subjects": subjects,
-        "recordings": recordings,
-        "statistics": _statistics(arrays["levels"], arrays["noisy_levels"]),
+    calibration = None if thresholds is None else {
+        "note": "per-AU thresholds on the latent propensity, set so that this corpus's clean occurrence rates equal the targets",
+        "thresholds": {au_name(au): t for au, t in zip(SYNTH_AUS, thresholds)},
+    }  # fmt: skip
+    return {
+        "format": "aucli-synth", "schema_version": SCHEMA_VERSION, "aucli_version": __version__, "settings": config.settings(),
+        "fingerprint": config.fingerprint(), "layout": config.layout, "label_format": config.layout,
+        "aus": [au_name(au) for au in SYNTH_AUS], "fps": config.fps, "size": config.size, "conventions": CONVENTIONS,
+        "protocol": {"source": protocol_source, "partitions": partitions}, "calibration": calibration, "subjects": subjects,
+        "recordings": recordings, "statistics": _statistics(arrays["levels"], arrays["noisy_levels"]),
         "noise": {"mix": mix.to_spec(), "changed_labels": int(changed.sum()), "by_reason": by_reason, "reasons": list(REASONS)},
         "files": {"groundtruth": "groundtruth.npz", "noise_log": "noise_log.csv"},
-    }
-    write_json(config.out / "manifest.json", data)
-    return CorpusManifest(config.out, data, arrays, render_seconds, len(todo))
+    }  # fmt: skip
 
 
 #: Label set names a corpus gets in a store: the files as written (noisy) and the exact labels.

@@ -109,7 +109,7 @@ def identity_dominance(n_subjects: int = 8, *, seed: int = 0, frame_size: int = 
     with the ground-truth landmarks (25% margin), as the store's crops would.
     """
     from aucli.faces.align import align_face
-    from aucli.synth.corpus import SUPERSAMPLE, subject_identity
+    from aucli.synth.recording import SUPERSAMPLE, subject_identity
     from aucli.synth.face import FaceModel
     from aucli.synth.identity import subject_ids
     from aucli.synth.render import FaceRenderer, Framing
