@@ -163,6 +163,7 @@ def write_report(result: DemoResult, *, fold, linear, base: dict[str, Any] | Non
     video_clip(track, folder / "clip.gif")
 
     per_au_rows = [[a, *[_pct(float(np.asarray(v)[i])) for v in series.values()]] for i, a in enumerate(au_names)]
+    thresholds = ", ".join(f"{a} {t:.2f}" for a, t in zip(au_names, meta["thresholds"]))
     seconds = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>aucli demo report</title><style>{_CSS}</style></head><body>
@@ -172,7 +173,7 @@ def write_report(result: DemoResult, *, fold, linear, base: dict[str, Any] | Non
 {"fine-tuned from <code>" + html.escape(config.base) + "</code>" if config.fine_tunes else "trained from zero"}; {html.escape(seconds)}.</p>
 {_lead(result, audit)}
 <h2>Training</h2>{_img("training.png", "training curves")}
-<p class="note">Validation subjects (a quarter of the training subjects) pick the best evaluation and fit each AU's threshold.</p>
+<p class="note">Validation subjects (a quarter of the training subjects) pick the best evaluation. An AU is detected when its probability reaches the fine-tuned checkpoint's threshold for it: {html.escape(thresholds)}.</p>
 <h2>F1 per AU on the held-out subjects</h2>{_img("per_au_f1.png", "F1 per AU")}
 {_table(["AU", *[f"{k} F1 %" for k in series]], per_au_rows)}
 <h2>One held-out video: {html.escape(track.name)}</h2>
