@@ -189,3 +189,55 @@ def test_the_delimiter_of_a_header_is_found(cells, delimiter) -> None:
     line = delimiter.join(cells)
     found = csv_delimiter(line + "\n1" + delimiter + "2\n")
     assert found == delimiter
+
+
+# -- the store's rollback journal -------------------------------------------------------------------
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.integers(0, 300), st.binary(min_size=1, max_size=80)),
+        st.tuples(st.just("truncate"), st.integers(0, 300), st.just(b"")),
+        st.tuples(st.just("read"), st.integers(0, 300), st.integers(1, 80)),
+        st.tuples(st.just("commit"), st.just(0), st.just(b"")),
+    ),
+    max_size=25,
+)
+
+
+@given(st.binary(max_size=200), operations, st.booleans())
+def test_the_journal_gives_back_the_last_commit_or_everything_committed(tmp_path_factory, initial, ops, crash) -> None:
+    """Any mix of writes, truncations, reads and commits on a JournaledFile; then a crash (close
+    without commit, then the next open's recovery) leaves the last committed bytes, a commit all."""
+    from aucli.store.journal import JournaledFile, recover
+
+    path = tmp_path_factory.mktemp("journal") / "f.bin"
+    path.write_bytes(initial)
+    committed, current = bytes(initial), bytearray(initial)
+    io = JournaledFile(path)
+    for op, at, value in ops:
+        if op == "write":
+            current.extend(bytes(max(0, at - len(current))))
+            current[at : at + len(value)] = value
+            io.seek(at)
+            io.write(value)
+        elif op == "truncate":
+            current = current[:at] + bytearray(max(0, at - len(current)))
+            io.truncate(at)
+        elif op == "read":
+            buffer = bytearray(value)
+            io.seek(at)
+            io.readinto(buffer)
+            expected = bytes(current[at : at + value])
+            assert bytes(buffer) == expected + bytes(value - len(expected))
+        else:
+            io.commit()
+            committed = bytes(current)
+    if crash:
+        io.close()
+        recover(path)
+        assert path.read_bytes() == committed
+    else:
+        io.commit()
+        io.close()
+        assert path.read_bytes() == bytes(current)
+    assert not (path.parent / "f.bin.journal").exists()
