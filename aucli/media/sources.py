@@ -237,6 +237,20 @@ def _expand_path(path: Path, problems: list[str], seen_lists: set[Path], *, from
     return [(path, kind)]
 
 
+def _utf8_only(found: list[tuple[Path, str]], problems: list[str]) -> list[tuple[Path, str]]:
+    """The found inputs whose absolute path is UTF-8 text; one problem line for each other one."""
+    kept = []
+    for path, kind in found:
+        if is_utf8(str(path.resolve())):
+            kept.append((path, kind))
+            continue
+        problems.append(
+            f"{printable_path(path.resolve())}: the path is not valid UTF-8 text, which the store needs for its names; "
+            "rename it (e.g. `convmv -f latin1 -t utf-8 --notest PATH`), skipped"
+        )
+    return kept
+
+
 def discover_sources(
     inputs: Sequence[str | Path],
     *,
@@ -265,15 +279,8 @@ def discover_sources(
     found = _expand([str(item) for item in inputs], problems, set())
 
     unique: dict[Path, tuple[Path, str]] = {}
-    for path, kind in found:
-        resolved = path.resolve()
-        if not is_utf8(str(resolved)):
-            problems.append(
-                f"{printable_path(resolved)}: the path is not valid UTF-8 text, which the store needs for its names; "
-                "rename it (e.g. `convmv -f latin1 -t utf-8 --notest PATH`), skipped"
-            )
-            continue
-        unique.setdefault(resolved, (path, kind))
+    for path, kind in _utf8_only(found, problems):
+        unique.setdefault(path.resolve(), (path, kind))
     if not unique:
         return DiscoveryResult([], problems, None)
 
