@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aucli.cli.options import detector_device, echo_json, face_options, json_option
-
-LABEL_FORMATS = ("bp4d", "disfa", "openface", "casme2", "csv")
+from aucli.cli.options import detector_device, echo_json, face_options, json_option, label_format_option
 
 
 @click.command("preprocess")
@@ -15,7 +13,7 @@ LABEL_FORMATS = ("bp4d", "disfa", "openface", "casme2", "csv")
     "--out", "-o", "out", required=True, type=click.Path(dir_okay=False), help="The store file to create or complete (.h5)."
 )
 @click.option("--labels", "labels", multiple=True, help="Label files, folders or globs to import after the faces (repeatable).")
-@click.option("--label-format", type=click.Choice(LABEL_FORMATS), help="Format of --labels.")
+@label_format_option("--label-format", help="Format of --labels.")
 @click.option("--as", "label_set_name", help="Name of the label set (default: the format's name).")
 @click.option("--label-aus", help="AUs to import, e.g. bp4d or 1,2,4 (default: the files' own; BP4D: its 12).")
 @click.option("--label-threshold", type=float, help="DISFA: occurrence = intensity >= this.  [default: 2]")
