@@ -251,6 +251,9 @@ def apply(corrections, store, name, base, as_json) -> None:
     CORRECTIONS is the CSV queue with its 'corrected' column filled in (1/present, 0/absent,
     -1/unknown; empty or 'unsure' = no change; frame_start/frame_stop may be edited), or a Label
     Studio export (JSON, JSON-MIN or CSV) of the project `aucli audit export --label-studio` wrote.
+    A CSV saved by a spreadsheet is read as it is: UTF-8 (with or without BOM), UTF-16 or
+    Windows-1252, delimited by commas, semicolons or tabs. An empty queue, or one where no
+    correction applies, is an error and writes nothing.
 
     \b
     Examples:
