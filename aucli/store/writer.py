@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,10 +25,30 @@ from aucli.errors import StoreError
 from aucli.store.records import SourceInfo, SourceRecord, utc_now
 from aucli.store.schema import FACE_COLUMNS, NOFACE_COLUMNS, SOURCE_COLUMNS
 
-if TYPE_CHECKING:
-    from aucli.store.store import CorpusStore
-
 __all__ = ["COMMIT_INTERVAL", "WRITE_BATCH", "Appender", "SourceWriter"]
+
+
+class WritableStore(Protocol):
+    """What the writer uses of :class:`aucli.store.store.CorpusStore` (no import back to it)."""
+
+    _n_sources: int
+    _n_faces: int
+    _n_noface: int
+    _file: Any
+    _writer: SourceWriter | None
+    _appender: Appender | None
+
+    @property
+    def h5(self) -> Any: ...
+
+    @property
+    def crop_size(self) -> int: ...
+
+    def _ensure_space(self, nbytes: int) -> None: ...
+
+    def _raise_if_failed(self) -> None: ...
+
+    def _durable(self) -> None: ...
 
 #: Faces buffered in memory before one slab write (``WRITE_BATCH`` chunks in one call).
 WRITE_BATCH = 64
@@ -39,7 +59,7 @@ COMMIT_INTERVAL = 0.5
 class Appender:
     """The write side of a writable store: row buffers and pending sources (one per store)."""
 
-    def __init__(self, store: CorpusStore) -> None:
+    def __init__(self, store: WritableStore) -> None:
         self.store = store
         size = store.crop_size
         self.file_faces = store._n_faces  # face rows present in the file (a writable open truncates)
@@ -214,7 +234,7 @@ def _is_utf8(text: str) -> bool:
 class SourceWriter:
     """Appends the faces of one source; ``commit()`` finishes it, ``abort()`` drops it."""
 
-    def __init__(self, store: CorpusStore, info: SourceInfo) -> None:
+    def __init__(self, store: WritableStore, info: SourceInfo) -> None:
         self.store = store
         self.info = info
         self._appender: Appender = store._appender  # type: ignore[assignment]
