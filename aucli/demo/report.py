@@ -156,13 +156,15 @@ def write_report(result: DemoResult, *, fold, linear, base: dict[str, Any] | Non
         series["base"] = [base["f1"][a] for a in au_names]
     if linear is not None:
         series["linear"] = linear.test.f1
-    series["all present"] = 2 * np.asarray(fold.test.rate) / (1 + np.asarray(fold.test.rate))
+    series["all present"] = 2 * np.asarray(fold.test.rate, dtype=float) / (1 + np.asarray(fold.test.rate, dtype=float))
+    # an AU without positives among the held-out faces has no F1 (NaN; null once read back from JSON)
+    series = {label: np.asarray(values, dtype=float) for label, values in series.items()}
     per_au_f1(au_names, series, folder / "per_au_f1.png")
     track = video_track(result, manifest, au_names, np.asarray(meta["thresholds"], dtype=float))
     timeline(track, folder / "timeline.png")
     video_clip(track, folder / "clip.gif")
 
-    per_au_rows = [[a, *[_pct(float(np.asarray(v)[i])) for v in series.values()]] for i, a in enumerate(au_names)]
+    per_au_rows = [[a, *[_pct(float(v[i])) for v in series.values()]] for i, a in enumerate(au_names)]
     thresholds = ", ".join(f"{a} {t:.2f}" for a, t in zip(au_names, meta["thresholds"]))
     seconds = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
     page = f"""<!doctype html>

@@ -253,7 +253,7 @@ def run_demo(config: DemoConfig, *, show_progress: bool = True, announce: Callab
     result = DemoResult(
         out=out, store=store, run=out / "run", checkpoint=Path(fold.checkpoint), predictions=predictions,
         report=out / "report" / "index.html", mean_f1=float(fold.test.mean_f1), mean_auc=float(fold.test.mean_auc),
-        all_present_f1=float(np.mean(all_present_f1(rates))), linear_f1=float(linear.test.mean_f1) if linear else None,
+        all_present_f1=float(np.nanmean(all_present_f1(rates))), linear_f1=float(linear.test.mean_f1) if linear else None,
         base_f1=base["mean_f1"] if base else None, base_auc=base["mean_auc"] if base else None,
         audit=audit.to_dict() if audit else None, seconds=stages.seconds,
         frames=sum(int(r["n_frames"]) for r in manifest.recordings), faces=n_faces, predicted_videos=len(videos),
