@@ -153,12 +153,9 @@ def evaluate_checkpoint(
         refit_thresholds: re-fit thresholds (needs ``subjects`` and ``out``).
         out: where the checkpoint with re-fitted thresholds goes (``NAME.safetensors`` / ``NAME``).
     """
-    from aucli.config import parse_au_map
-    from aucli.model.checkpoint import load_model_checkpoint, save_checkpoint
     from aucli.engine.distributed import resolve_device
-    from aucli.engine.data import store_dataset
-    from aucli.fileio import json_safe
-    from aucli.store import CorpusStore
+    from aucli.model.checkpoint import load_model_checkpoint
+    from aucli.model.registry import resolve_checkpoint
 
     if refit_thresholds and not subjects:
         raise UsageError("--refit-thresholds needs --subjects: the labelled subjects of the new corpus to fit thresholds on")
@@ -167,41 +164,16 @@ def evaluate_checkpoint(
     if out is not None and not refit_thresholds:
         raise UsageError("--out writes a checkpoint with re-fitted thresholds; add --refit-thresholds --subjects ...")
     torch_device = resolve_device(device)
-    from aucli.model.registry import resolve_checkpoint
-
     loaded = load_model_checkpoint(resolve_checkpoint(checkpoint), device=torch_device, backbone_weights=backbone_weights)
-    model_aus = loaded.au_names
-    au_map = parse_au_map(au_map if isinstance(au_map, str) else dict(au_map)) if au_map else {}
-    with CorpusStore.open(store) as opened:
-        label_set = resolve_label_set(opened, labels)
-        label_aus = opened.read_labels(label_set).au_names
-        all_subjects = sorted(set(opened.face_subjects().tolist()))
-    pairs = label_columns(model_aus, label_aus, au_map, require_all=False)
-    unknown = sorted(set(subjects or ()) - set(all_subjects))
-    if unknown:
-        raise UsageError(f"subjects {', '.join(unknown)} are not in {store} (its subjects: {', '.join(all_subjects)})")
-    model_index = [model_aus.index(a) for a in pairs]
-    dataset = store_dataset(store, labels=label_set, label_aus=list(pairs.values()))
-    if len(dataset) == 0:
-        raise StoreError(f"label set {label_set!r} of {store} has no labelled face for the AUs {', '.join(pairs.values())}")
-    image_size = int(loaded.data_config["input_size"][-1])
-    transform = FaceTransform.from_config(loaded.recipe.data, image_size, train=False)
-    faces = AugmentedFaces(dataset, transform)
-    rows, logits = predict_logits(
-        loaded.model, faces, device=torch_device, precision=loaded.recipe.train.precision, batch_size=batch_size,
-        num_workers=num_workers, mean=loaded.data_config["mean"], std=loaded.data_config["std"],
-    )
-    logits = logits[:, model_index]
-    probs = sigmoid(logits)
+    label_set, pairs, dataset = _scored_faces(loaded, store, labels, au_map, subjects)
+    probs = _probabilities(loaded, dataset, pairs, device=torch_device, batch_size=batch_size, num_workers=num_workers)
     truth = dataset.labels
     face_subjects = np.asarray(dataset.subjects, dtype=object)
-    thresholds = loaded.thresholds[model_index]
+    thresholds = loaded.thresholds[[loaded.au_names.index(a) for a in pairs]]
     refit_on: list[str] = []
     in_sample = False
     new_checkpoint = None
-    scored = np.ones(len(rows), dtype=bool)
-    if subjects and not refit_thresholds:
-        scored = np.isin(face_subjects, list(subjects))
+    scored = np.isin(face_subjects, list(subjects)) if subjects and not refit_thresholds else np.ones(len(probs), dtype=bool)
     if refit_thresholds:
         refit_on = sorted(subjects or ())
         fit = np.isin(face_subjects, refit_on)
@@ -209,14 +181,7 @@ def evaluate_checkpoint(
         scored = ~fit
         if not scored.any():
             scored, in_sample = fit, True
-        full = loaded.thresholds.copy()
-        full[model_index] = thresholds
-        training = {**loaded.meta.get("training", {}), "thresholds_refit": {"store": str(store), "label_set": label_set,
-                                                                            "subjects": refit_on, "au_pairs": pairs}}
-        new_checkpoint, _ = save_checkpoint(
-            out, loaded.model, recipe=loaded.recipe, thresholds=full,
-            training=json_safe(training), calibration=loaded.meta.get("calibration"), extra=loaded.meta.get("extra"),
-        )
+        new_checkpoint = _save_refit(loaded, pairs, thresholds, out, store=store, label_set=label_set, subjects=refit_on)
     names = list(pairs)
     title = f"{Path(checkpoint).name} on {Path(store).name} / {label_set}"
     report = evaluate(probs[scored], truth[scored], au_names=names, thresholds=thresholds, title=title)
@@ -226,3 +191,51 @@ def evaluate_checkpoint(
         report_at_half=at_half, n_faces=int(scored.sum()), subjects=sorted(set(face_subjects[scored].tolist())),
         thresholds=np.asarray(thresholds), refit_on=refit_on, new_checkpoint=new_checkpoint, in_sample=in_sample,
     )
+
+
+def _scored_faces(loaded: Any, store: str | Path, labels: str | None, au_map: Mapping[str, str] | str | None,
+                  subjects: Sequence[str] | None) -> tuple[str, dict[str, str], Any]:
+    """The label set, model AU -> label-set AU of the AUs both have, and the store's faces labelled for them."""
+    from aucli.config import parse_au_map
+    from aucli.engine.data import store_dataset
+    from aucli.store import CorpusStore
+
+    au_map = parse_au_map(au_map if isinstance(au_map, str) else dict(au_map)) if au_map else {}
+    with CorpusStore.open(store) as opened:
+        label_set = resolve_label_set(opened, labels)
+        label_aus = opened.read_labels(label_set).au_names
+        all_subjects = sorted(set(opened.face_subjects().tolist()))
+    pairs = label_columns(loaded.au_names, label_aus, au_map, require_all=False)
+    unknown = sorted(set(subjects or ()) - set(all_subjects))
+    if unknown:
+        raise UsageError(f"subjects {', '.join(unknown)} are not in {store} (its subjects: {', '.join(all_subjects)})")
+    dataset = store_dataset(store, labels=label_set, label_aus=list(pairs.values()))
+    if len(dataset) == 0:
+        raise StoreError(f"label set {label_set!r} of {store} has no labelled face for the AUs {', '.join(pairs.values())}")
+    return label_set, pairs, dataset
+
+
+def _probabilities(loaded: Any, dataset: Any, pairs: Mapping[str, str], *, device: torch.device, batch_size: int, num_workers: int) -> np.ndarray:
+    """``(n_faces, len(pairs))`` probabilities of the checkpoint's AUs in ``pairs`` on every face (evaluation view)."""
+    image_size = int(loaded.data_config["input_size"][-1])
+    transform = FaceTransform.from_config(loaded.recipe.data, image_size, train=False)
+    _rows, logits = predict_logits(
+        loaded.model, AugmentedFaces(dataset, transform), device=device, precision=loaded.recipe.train.precision,
+        batch_size=batch_size, num_workers=num_workers, mean=loaded.data_config["mean"], std=loaded.data_config["std"],
+    )  # fmt: skip
+    return sigmoid(logits[:, [loaded.au_names.index(a) for a in pairs]])
+
+
+def _save_refit(loaded: Any, pairs: Mapping[str, str], thresholds: np.ndarray, out: str | Path | None, *, store: str | Path,
+                label_set: str, subjects: list[str]) -> Path:
+    """The checkpoint again at ``out`` with the re-fitted thresholds of the AUs in ``pairs``; returns its weights file."""
+    from aucli.fileio import json_safe
+    from aucli.model.checkpoint import save_checkpoint
+
+    full = loaded.thresholds.copy()
+    full[[loaded.au_names.index(a) for a in pairs]] = thresholds
+    refit = {"store": str(store), "label_set": label_set, "subjects": subjects, "au_pairs": dict(pairs)}
+    training = {**loaded.meta.get("training", {}), "thresholds_refit": refit}
+    weights, _ = save_checkpoint(out, loaded.model, recipe=loaded.recipe, thresholds=full, training=json_safe(training),
+                                 calibration=loaded.meta.get("calibration"), extra=loaded.meta.get("extra"))  # fmt: skip
+    return weights
