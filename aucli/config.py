@@ -363,12 +363,8 @@ def load_recipe(
     overrides: Mapping[str, Any] | Sequence[str] = (),
     flags: Mapping[str, Any] | None = None,
 ) -> Recipe:
-    """Resolve a recipe: defaults < the YAML file at ``path`` (optional) < ``overrides`` < ``flags``.
-
-    ``path`` may also name a packaged recipe: ``load_recipe("synthetic")`` (see :func:`read_yaml`).
-    See :func:`recipe_data` for ``overrides`` and ``flags``. Raises :class:`UsageError` for unknown
-    keys and bad values.
-    """
+    """Resolve a recipe (defaults < the file or packaged recipe ``path`` < ``overrides`` < ``flags``, see
+    :func:`recipe_data`); :class:`UsageError` for unknown keys and bad values."""
     return Recipe.from_dict(recipe_data(path, overrides, flags))
 
 
@@ -379,17 +375,11 @@ def recipe_data(
 ) -> dict[str, Any]:
     """The one precedence every command resolves its settings with: ``recipe`` < ``overrides`` < ``flags``.
 
-    Args:
-        recipe: a YAML file or a packaged recipe's name (:func:`read_yaml`), or the recipe's
-            content as a mapping (a saved run's settings); None or "": nothing.
-        overrides: ``"key.sub=value"`` strings (``--override``; values parsed as YAML scalars or
-            lists) or a mapping of dotted keys to values.
-        flags: dotted key -> value of a command's dedicated flag (``--epochs`` is
-            ``optim.epochs``); None means the flag was not given.
-
-    Returns:
-        the nested mapping, not yet validated: building the sections (``Recipe.from_dict``) fills
-        in the defaults and checks every key and value.
+    ``recipe``: a YAML file or a packaged recipe's name (:func:`read_yaml`), or the content as a
+    mapping; None or "": nothing. ``overrides``: ``"key.sub=value"`` strings (``--override``) or a
+    mapping of dotted keys. ``flags``: dotted key -> a command's dedicated flag (``--epochs`` is
+    ``optim.epochs``), None where it was not given. The result is not validated yet: building the
+    sections (``Recipe.from_dict``) fills in the defaults and checks every key and value.
     """
     base = dict(recipe) if isinstance(recipe, Mapping) else read_yaml(recipe) if recipe else {}
     data = merge_dicts(base, parse_overrides(overrides))
