@@ -18,8 +18,8 @@ import numpy as np
 from aucli.demo.figures import VideoTrack, per_au_f1, timeline, training_curves, video_clip
 
 if TYPE_CHECKING:
+    from aucli.demo.config import DemoConfig, DemoResult
     from aucli.demo.labels_audit import AuditCheck
-    from aucli.demo.run import DemoConfig, DemoResult
 
 __all__ = ["write_report", "video_track"]
 
