@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from aucli.cli.main import cli
-from aucli.engine.predict_tables import read_table
+from aucli.engine.predict.tables import read_table
 from aucli.store import open_store
 
 ARGS = ["--subjects", "6", "--frames", "40", "--tasks", "T1", "--epochs", "1", "--seed", "3"]

@@ -66,7 +66,7 @@ def _img(name: str, alt: str, css: str = "") -> str:
 
 def video_track(result: DemoResult, manifest, au_names: list[str], thresholds: np.ndarray) -> VideoTrack:
     """The first held-out subject's first video: its stored faces, predicted scores and ground truth."""
-    from aucli.engine.predict_tables import read_table
+    from aucli.engine.predict.tables import read_table
     from aucli.aus import openface_column
     from aucli.store import CorpusStore
 
