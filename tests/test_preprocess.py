@@ -305,17 +305,21 @@ def test_compression_is_chosen_when_the_store_is_created(runner, tmp_path) -> No
 
 
 # A preprocess run in a subprocess, slowed down (as if detection took 12 ms a frame) and announcing
-# each commit on stdout, so a test can interrupt it in the middle of a source.
+# each commit on stdout, so a test can interrupt it in the middle of a source. After its first commit
+# the run slows to 100 ms a frame: the next source then takes 8 s, so a signal sent 0.5 s after the
+# announcement lands inside it even when a loaded machine makes the test late to read it.
 _SLOW_RUN = """
 import sys, time
 from aucli.store import writer
 add_frame, commit = writer.SourceWriter.add_frame, writer.Appender.commit
+committed = []
 def slow(self, *args, **kwargs):
-    time.sleep(0.012)
+    time.sleep(0.1 if committed else 0.012)
     return add_frame(self, *args, **kwargs)
 def announce(self):
     keys = [row["key"] for row in self.pending]
     commit(self)
+    committed.extend(keys)
     for key in keys:
         print("committed", key, flush=True)
 writer.SourceWriter.add_frame, writer.Appender.commit = slow, announce
@@ -334,7 +338,7 @@ def interrupt_after_one_commit(args, sig) -> tuple[int, str]:
     )
     line = process.stdout.readline()
     assert line.startswith("committed"), (line, process.stderr.read())
-    time.sleep(0.5)  # well inside the next source (80 frames x 12 ms)
+    time.sleep(0.5)  # well inside the next source (80 frames x 100 ms)
     process.send_signal(sig)
     _, err = process.communicate(timeout=60)
     return process.returncode, err
