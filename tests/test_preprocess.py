@@ -308,8 +308,11 @@ def test_compression_is_chosen_when_the_store_is_created(runner, tmp_path) -> No
 # each commit on stdout, so a test can interrupt it in the middle of a source. After its first commit
 # the run slows to 100 ms a frame: the next source then takes 8 s, so a signal sent 0.5 s after the
 # announcement lands inside it even when a loaded machine makes the test late to read it.
+# A shell without job control starts background jobs with SIGINT ignored and Python then keeps it
+# ignored, so the child puts back Python's own Ctrl-C handler: the test stands for a terminal user.
 _SLOW_RUN = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from aucli.store import writer
 add_frame, commit = writer.SourceWriter.add_frame, writer.Appender.commit
 committed = []
