@@ -31,6 +31,7 @@ __all__ = [
     "file_sha256",
     "save_tensors",
     "load_tensors",
+    "resolve_inside",
 ]
 
 
@@ -82,6 +83,29 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def resolve_inside(folder: str | Path, name: str | Path, what: str) -> Path:
+    """``folder / name`` resolved, refused unless it stays inside ``folder``.
+
+    For every path aucli reads back from a file it wrote (manifests, queues, run records, store
+    attributes): such a file may have been edited or crafted, and an absolute name, ``..`` or a
+    symlink out of the folder must not make aucli read, overwrite or delete anything elsewhere.
+    ``what`` names the file the path came from, for the message.
+    """
+    from aucli.errors import UsageError
+
+    base = Path(folder).resolve()
+    text = str(name)
+    if not text or "\x00" in text:
+        raise UsageError(f"{what} names an empty or invalid path {text!r}; nothing was changed")
+    target = (base / name).resolve()
+    if not target.is_relative_to(base):
+        raise UsageError(
+            f"{what} names {text!r}, which lies outside {base}; refusing to touch it (the file was edited "
+            "or does not come from aucli); nothing was changed"
+        )
+    return target
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -240,3 +240,37 @@ def test_the_journal_gives_back_the_last_commit_or_everything_committed(tmp_path
         io.close()
         assert path.read_bytes() == bytes(current)
     assert not (path.parent / "f.bin.journal").exists()
+
+
+_path_parts = st.lists(st.sampled_from(["a", "b.csv", "..", ".", "", "/", "/etc", "c d", "é"]), max_size=6)
+
+
+@given(_path_parts)
+def test_a_path_read_back_from_a_manifest_resolves_inside_its_folder_or_is_refused(tmp_path_factory, parts) -> None:
+    """Any name made of ordinary parts, ``..``, ``.`` and absolute roots: resolve_inside gives a path
+    inside the folder or refuses with one UsageError; it never points elsewhere."""
+    from aucli.errors import UsageError
+    from aucli.fileio import resolve_inside
+
+    folder = tmp_path_factory.mktemp("manifest")
+    name = "/".join(parts)
+    try:
+        target = resolve_inside(folder, name, "predictions.json")
+    except UsageError as error:
+        assert "predictions.json" in str(error)
+        return
+    assert target.is_relative_to(folder.resolve())
+
+
+def test_a_symlink_out_of_the_folder_is_refused(tmp_path) -> None:
+    from aucli.errors import UsageError
+    from aucli.fileio import resolve_inside
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "link").symlink_to(outside)
+    with pytest.raises(UsageError, match="lies outside"):
+        resolve_inside(folder, "link/victim.txt", "predictions.json")
+    assert resolve_inside(folder, "tables/a.csv", "predictions.json") == folder.resolve() / "tables" / "a.csv"
