@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,32 @@ def test_confusion_only_between_partners(clean: np.ndarray) -> None:
     assert logged and all(e["au"] in partners and e["detail"] == f"coded as AU{partners[e['au']]}" for e in logged)
     changed_cols = {SYNTH_AUS[c] for c in np.nonzero((result.levels != clean).any(axis=0))[0]}
     assert changed_cols <= set(partners)
+
+
+@pytest.mark.parametrize("spec, pairs", [("confusion=0.5,pairs=4-12+15-17", ((4, 12), (15, 17))), ("confusion=0.5", CONFUSION_PAIRS)])
+def test_confusion_swaps_exactly_the_pairs_the_spec_names(clean: np.ndarray, spec, pairs) -> None:
+    mix = NoiseMix.parse(spec)
+    assert mix.pairs == pairs and NoiseMix.parse(mix.to_spec()) == mix
+    result = inject_noise(clean, mix, np.random.default_rng(4))
+    partners = {a: b for a, b in pairs} | {b: a for a, b in pairs}
+    logged = [e for e in result.events if e["type"] == "confusion"]
+    assert logged and {e["au"] for e in logged} <= set(partners)
+    assert all(e["detail"] == f"coded as AU{partners[e['au']]}" for e in logged)
+    changed_cols = {SYNTH_AUS[c] for c in np.nonzero((result.levels != clean).any(axis=0))[0]}
+    assert changed_cols <= set(partners)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("light,pairs=4", "must be two AUs joined by '-'"),
+        ("light,pairs=1-2+2-4", "AU2 appears in more than one pair"),
+        ("light,pairs=4-99", "AU99 in pairs=4-99 is not one of the synthetic AUs"),
+    ],
+)
+def test_bad_pairs_get_one_clear_message(spec, message) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        NoiseMix.parse(spec)
 
 
 def test_boundary_jitter_moves_edges_but_keeps_events(clean: np.ndarray) -> None:

@@ -38,7 +38,7 @@ def _tasks(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
 @click.option("--clips", default=4, show_default=True, type=int, help="Micro clips per subject (--micro).")
 @click.option("--size", default=224, show_default=True, type=int, help="Frame size in pixels (square, even).")
 @click.option("--fps", default=25.0, show_default=True, type=float, help="Frames per second of the timelines and videos.")
-@click.option("--noise", default="none", show_default=True, help="Label noise: a preset (none, light, realistic, heavy) and/or TYPE=RATE for boundary, missed, confusion, flip, uncoded, noapex.")
+@click.option("--noise", default="none", show_default=True, help="Label noise: a preset (none, light, realistic, heavy) and/or TYPE=RATE for boundary, missed, confusion, flip, uncoded, noapex; pairs=4-12+15-17 sets the pairs that confusion swaps (default 1-2+6-7+23-24).")
 @click.option("--frame-folders", is_flag=True, help="bp4d layout: numbered JPEG folders (BP4D/F001/T1/2440.jpg) instead of mp4 videos.")
 @click.option("--occlusion", default=0.25, show_default=True, type=float, help="Share of recordings with an occlusion episode (a hand or object over the face).")
 @click.option("--workers", default=1, show_default=True, type=int, help="Processes rendering recordings in parallel.")

@@ -7,8 +7,10 @@ Types (rates per type, ``--noise boundary=0.1,missed=0.05,confusion=0.05,flip=0.
   about where an AU starts and ends. Moving outwards adds trace-level (1) frames, inwards removes
   frames; an event never vanishes this way.
 - ``missed``: each event is left uncoded (all its frames absent) with this probability.
-- ``confusion``: each event of an AU in a confusable pair (AU1/AU2, AU6/AU7, AU23/AU24) is coded as
-  its partner with this probability.
+- ``confusion``: each event of an AU in a confusable pair is coded as its partner with this
+  probability. The pairs are AU1/AU2, AU6/AU7, AU23/AU24 unless ``pairs=`` names others:
+  ``pairs=4-12+15-17`` (pairs joined by ``+``, each AU once), so that an audit can be tested on
+  confusions it was not told about.
 - ``flip``: each (frame, AU) label is flipped alone with this probability: an isolated present
   frame (level 2) in an absent stretch, or an absent frame inside an event.
 - ``uncoded``: about this fraction of frames is not coded at all (runs of 5-25 frames): BP4D
@@ -16,7 +18,7 @@ Types (rates per type, ``--noise boundary=0.1,missed=0.05,confusion=0.05,flip=0.
 - ``noapex``: each micro-expression's apex is left blank (``/``) in the CASME II sheet.
 
 Presets: ``none``, ``light``, ``realistic``, ``heavy``; a preset can be followed by overrides
-(``realistic,flip=0.005``). The noisy labels go to the label files; the clean ones stay in the
+(``realistic,flip=0.005``, ``realistic,pairs=2-4+12-15``). The noisy labels go to the label files; the clean ones stay in the
 manifest; the ledger lists every (frame, AU) whose label differs, with the reason, and every event
 that was touched. It is derived from the final arrays, so it is exactly the difference.
 """
@@ -24,7 +26,7 @@ that was touched. It is derived from the final arrays, so it is exactly the diff
 from __future__ import annotations
 
 import difflib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -44,7 +46,8 @@ REASONS: tuple[str, ...] = ("clean", "boundary", "missed", "confusion", "flip", 
 
 @dataclass(frozen=True)
 class NoiseMix:
-    """Rates of each noise type (see the module docstring). All zero: clean labels."""
+    """Rates of each noise type and the confusable pairs (see the module docstring). All rates zero:
+    clean labels."""
 
     boundary: float = 0.0
     missed: float = 0.0
@@ -52,6 +55,12 @@ class NoiseMix:
     flip: float = 0.0
     uncoded: float = 0.0
     noapex: float = 0.0
+    pairs: tuple[tuple[int, int], ...] = CONFUSION_PAIRS
+
+    @property
+    def rates(self) -> dict[str, float]:
+        """Every noise type's rate, by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "pairs"}
 
     @classmethod
     def parse(cls, spec: str | None) -> NoiseMix:
@@ -59,7 +68,8 @@ class NoiseMix:
         if spec is None or not spec.strip():
             return cls()
         values: dict[str, float] = {}
-        names = [f.name for f in fields(cls)]
+        pairs = CONFUSION_PAIRS
+        names = [f.name for f in fields(cls) if f.name != "pairs"]
         for position, raw in enumerate(p.strip() for p in spec.split(",")):
             if not raw:
                 continue
@@ -71,10 +81,13 @@ class NoiseMix:
                     close = difflib.get_close_matches(key, list(NOISE_PRESETS) + names, n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
                     raise UsageError(f"unknown noise preset {raw!r}{hint} (presets: {', '.join(NOISE_PRESETS)}; or TYPE=RATE with types {', '.join(names)})")
-                values.update(asdict(NOISE_PRESETS[key]))
+                values.update(NOISE_PRESETS[key].rates)
                 continue
             key, _, value = (s.strip() for s in raw.partition("="))
             key = key.lower()
+            if key == "pairs":
+                pairs = parse_pairs(value)
+                continue
             if key not in names:
                 close = difflib.get_close_matches(key, names, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -86,16 +99,39 @@ class NoiseMix:
             if not 0.0 <= rate <= 1.0:
                 raise UsageError(f"noise rate for {key!r} must be between 0 and 1, got {rate}")
             values[key] = rate
-        return cls(**values)
+        return replace(cls(**values), pairs=pairs)
 
     def to_spec(self) -> str:
-        """Canonical spec string (``none`` when clean)."""
-        parts = [f"{k}={v:g}" for k, v in asdict(self).items() if v > 0]
+        """Canonical spec string (``none`` when clean); ``pairs=`` only when not the default pairs."""
+        parts = [f"{k}={v:g}" for k, v in self.rates.items() if v > 0]
+        if parts and self.pairs != CONFUSION_PAIRS:
+            parts.append("pairs=" + "+".join(f"{a}-{b}" for a, b in self.pairs))
         return ",".join(parts) if parts else "none"
 
     @property
     def clean(self) -> bool:
-        return not any(v > 0 for v in asdict(self).values())
+        return not any(v > 0 for v in self.rates.values())
+
+
+def parse_pairs(text: str, aus: tuple[int, ...] = SYNTH_AUS) -> tuple[tuple[int, int], ...]:
+    """``"4-12+15-17"`` (or ``"AU4-AU12+..."``) as ((4, 12), (15, 17)); each AU in at most one pair."""
+    from aucli.aus import au_number
+
+    pairs: list[tuple[int, int]] = []
+    seen: set[int] = set()
+    for chunk in (c.strip() for c in text.split("+")):
+        ends = [e.strip() for e in chunk.split("-")]
+        if len(ends) != 2 or not all(ends):
+            raise UsageError(f"confusion pair {chunk!r} must be two AUs joined by '-', like pairs=4-12+15-17")
+        a, b = (au_number(e) for e in ends)
+        for au in (a, b):
+            if au not in aus:
+                raise UsageError(f"AU{au} in pairs={text} is not one of the synthetic AUs ({', '.join(f'AU{x}' for x in aus)})")
+            if au in seen:
+                raise UsageError(f"AU{au} appears in more than one pair (or twice in one) in pairs={text}")
+            seen.add(au)
+        pairs.append((a, b))
+    return tuple(pairs)
 
 
 NOISE_PRESETS: dict[str, NoiseMix] = {
@@ -133,7 +169,7 @@ def inject_noise(clean: np.ndarray, mix: NoiseMix, rng: np.random.Generator, *, 
     reason = np.zeros(clean.shape, np.uint8)
     n = clean.shape[0]
     log: list[dict[str, object]] = []
-    partner = {a: b for a, b in CONFUSION_PAIRS} | {b: a for a, b in CONFUSION_PAIRS}
+    partner = {a: b for a, b in mix.pairs} | {b: a for a, b in mix.pairs}
     column = {au: k for k, au in enumerate(aus)}
     max_shift = max(1, int(round(0.5 * fps)))
 

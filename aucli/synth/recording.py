@@ -181,9 +181,7 @@ def _write_label_files(root: Path, layout: str, plan: RecordingPlan, noisy: np.n
 
 def _casme2_row(plan: RecordingPlan, micro: MicroEvent, clean: np.ndarray, noisy: np.ndarray, first: int, mix: NoiseMix, rng: np.random.Generator) -> dict[str, Any] | None:
     """The clip's coding-sheet row from the noisy labels (None when the coder missed it entirely)."""
-    from aucli.synth.noise import CONFUSION_PAIRS
-
-    partner = {a: b for a, b in CONFUSION_PAIRS} | {b: a for a, b in CONFUSION_PAIRS}
+    partner = {a: b for a, b in mix.pairs} | {b: a for a, b in mix.pairs}
     lo, hi = max(micro.onset - 3, 0), min(micro.offset + 4, clean.shape[0])
     codes = []
     for au, side in micro.aus:
