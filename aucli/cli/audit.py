@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from aucli.cli.options import RECIPE, device_option, echo_json, json_option, store_argument
+from aucli.cli.options import RECIPE, accept_modified_weights_option, device_option, echo_json, json_option, store_argument
 
 
 class AuditGroup(click.Group):
@@ -118,6 +118,7 @@ def _with(options):
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="--checkpoint: inference batch size.")
 @click.option("--quiet", is_flag=True, help="No training progress.")
 @json_option
+@accept_modified_weights_option
 def run(store, labels, recipe_path, overrides, folds, run_dir, resume, backbone_weights, checkpoint, au_map, predictions, calibration,
         missed_threshold, spurious_threshold, margin, gamma, no_temporal, extend, context, confusion_pairs, no_confusion, min_auc,
         max_gap, name, csv_path, label_studio, html, top, report_top, device, batch_size, quiet, as_json) -> None:

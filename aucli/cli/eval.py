@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aucli.cli.options import device_option, echo_json, json_option, store_argument
+from aucli.cli.options import accept_modified_weights_option, device_option, echo_json, json_option, store_argument
 
 
 @click.command("eval")
@@ -20,6 +20,7 @@ from aucli.cli.options import device_option, echo_json, json_option, store_argum
 @click.option("--backbone-weights", help="Backbone weight file, when the one the checkpoint records has moved.")
 @device_option
 @json_option
+@accept_modified_weights_option
 def eval_(checkpoint, store, labels, au_map, subjects, refit_thresholds, out, batch_size, workers, backbone_weights, device, as_json) -> None:
     """Evaluate CHECKPOINT on STORE: per-AU F1 (counts summed over the faces), AUC, mean.
 

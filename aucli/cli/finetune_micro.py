@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aucli.cli.options import RECIPE, device_option, echo_json, json_option, store_argument
+from aucli.cli.options import RECIPE, accept_modified_weights_option, device_option, echo_json, json_option, store_argument
 
 
 @click.command("finetune-micro")
@@ -29,6 +29,7 @@ from aucli.cli.options import RECIPE, device_option, echo_json, json_option, sto
 @device_option
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
 @json_option
+@accept_modified_weights_option
 def finetune_micro(store, checkpoint, out, recipe_path, labels, aus, protocol, folds, heads_only, no_final, overrides, epochs, lr,
                    batch_size, workers, seed, backbone_weights, resume, device, quiet, as_json) -> None:
     """Fine-tune a trained AUFormer CHECKPOINT on STORE's micro-expression labels.

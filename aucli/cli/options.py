@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,24 @@ device_option = click.option(
     show_default=True,
     help="Torch device: auto (cuda when available, else cpu), cpu, cuda, cuda:1, ...",
 )
+
+
+def accept_modified_weights_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--accept-modified-weights``: every checkpoint or saved state the command loads may differ from
+    the sha256 its JSON records (a warning instead of a refusal); see docs/checkpoints.md."""
+
+    @functools.wraps(command)
+    def run(*args: Any, accept_modified_weights: bool, **kwargs: Any) -> Any:
+        from aucli.model.checkpoint import accepting_modified_weights
+
+        with accepting_modified_weights(accept_modified_weights):
+            return command(*args, **kwargs)
+
+    return click.option(
+        "--accept-modified-weights",
+        is_flag=True,
+        help="Load checkpoint weights even where they differ from the sha256 their JSON records (changed on purpose).",
+    )(run)
 
 
 class RecipeType(click.ParamType):

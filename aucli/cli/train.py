@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aucli.cli.options import RECIPE, device_option, echo_json, json_option, store_argument
+from aucli.cli.options import RECIPE, accept_modified_weights_option, device_option, echo_json, json_option, store_argument
 
 METHOD_CHOICES = ("auformer", "linear", "adaptformer", "lora", "full")
 
@@ -42,6 +42,7 @@ def parse_fold(value: str | None) -> int | str | None:
 @device_option
 @click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
 @json_option
+@accept_modified_weights_option
 def train(store, recipe_path, out, fold, method, resume, overrides, labels, epochs, max_steps, batch_size, lr, workers, seed,
           train_fraction, backbone_weights, init_from, device, quiet, as_json) -> None:
     """Train on STORE's labelled faces with subject-independent folds.

@@ -18,8 +18,10 @@ Layout of ``aucli train --out runs/NAME``::
 
 The resumable state is a JSON file (positions, history, RNG states of Python and numpy, optimiser
 hyper-parameters) and a safetensors file (trainable weights, optimiser moments, torch RNG states).
-The tensor file has a unique name and is written first; ``state.json`` names it and is replaced
-atomically afterwards, so a kill at any moment leaves a consistent pair. Nothing is pickled.
+The tensor file has a unique name and is written first; ``state.json`` names it (and records its
+sha256, checked on resume) and is replaced atomically afterwards, so a kill at any moment leaves a
+consistent pair. Nothing is pickled. Names read back from ``state.json`` must stay inside the fold
+folder (:func:`aucli.fileio.resolve_inside`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ import numpy as np
 import torch
 
 from aucli.errors import UsageError
-from aucli.fileio import atomic_write_json, atomic_write_text, json_safe, load_tensors, save_tensors
+from aucli.fileio import atomic_write_json, atomic_write_text, file_sha256, json_safe, load_tensors, resolve_inside, save_tensors
+from aucli.model.checkpoint import verify_weights
 
 __all__ = [
     "atomic_write_text",
@@ -179,7 +182,8 @@ def save_state(
     tensor_file = f"state-{step:09d}.safetensors"
     tensors = {**{f"weights.{k}": v for k, v in weights.items()}, **optim_tensors, **rng_tensors}
     save_tensors(folder / tensor_file, tensors, {"format": STATE_FORMAT})
-    payload = {"format": STATE_FORMAT, "tensors": tensor_file, "position": position, "optimizer": optim_plain, "rng": rng_plain}
+    payload = {"format": STATE_FORMAT, "tensors": tensor_file, "tensors_sha256": file_sha256(folder / tensor_file), "position": position,
+               "optimizer": optim_plain, "rng": rng_plain}  # fmt: skip
     atomic_write_json(folder / STATE_FILE, payload)
     for old in folder.glob("state-*.safetensors"):
         if old.name != tensor_file:
@@ -187,16 +191,29 @@ def save_state(
     return folder / STATE_FILE
 
 
-def load_state(folder: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
-    """``(state.json payload, tensors)`` of the last saved state, or None when there is none."""
+def load_state(folder: str | Path, *, accept_modified_weights: bool | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """``(state.json payload, tensors)`` of the last saved state, or None when there is none.
+
+    The tensor file ``state.json`` names must lie in ``folder`` and match the sha256 recorded
+    (states saved before it was recorded are not checked) unless ``accept_modified_weights``; see
+    :func:`aucli.model.checkpoint.verify_weights`.
+    """
     folder = Path(folder)
     path = folder / STATE_FILE
     if not path.exists():
         return None
-    payload = json.loads(path.read_text(encoding="utf-8"))
-    if payload.get("format") != STATE_FORMAT:
-        raise UsageError(f"{path} is not an aucli training state (format {payload.get('format')!r})")
-    tensors = load_tensors(folder / payload["tensors"])
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path} is not valid JSON ({error}); the training state is damaged") from None
+    if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else None
+        raise UsageError(f"{path} is not an aucli training state (format {found!r})")
+    tensor_file = resolve_inside(folder, str(payload.get("tensors", "")), str(path))
+    if not tensor_file.is_file():
+        raise UsageError(f"{path} names the tensor file {tensor_file.name}, which is not there; the training state is incomplete")
+    verify_weights(tensor_file, payload.get("tensors_sha256"), record=path, accept=accept_modified_weights)
+    tensors = load_tensors(tensor_file)
     return payload, tensors
 
 

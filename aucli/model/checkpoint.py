@@ -19,6 +19,9 @@ function. The JSON holds::
     backbone_sha256        sha256 of that weight file (null for hub/random)
     backbone_in_checkpoint true when the backbone's tensors are in the safetensors file
     weights_file           the safetensors file's name
+    weights_sha256         sha256 of the safetensors file; loading refuses a file that differs
+                           (absent in checkpoints written before aucli recorded it: those load
+                           unchecked)
     data_config            input_size, mean, std, interpolation, crop_pct (preprocessing)
     parameters             trainable / frozen / total parameter counts
     training               free-form training summary
@@ -27,7 +30,10 @@ function. The JSON holds::
     aucli_version, created_at, created_by
 
 Loading never unpickles: the JSON is read with :mod:`json`, the tensors with safetensors, and the
-model is rebuilt from the recipe through the method registry (:mod:`aucli.model.methods`).
+model is rebuilt from the recipe through the method registry (:mod:`aucli.model.methods`). Every
+load checks the tensor file against ``weights_sha256`` (:func:`verify_weights`): a changed or damaged
+file is refused unless it is accepted on purpose (``accept_modified_weights=True``, or the
+commands' ``--accept-modified-weights``, which sets :func:`accepting_modified_weights`).
 """
 
 from __future__ import annotations
@@ -35,7 +41,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +63,8 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "FORMAT_VERSION",
     "LoadedCheckpoint",
+    "accepting_modified_weights",
+    "verify_weights",
     "checkpoint_paths",
     "read_checkpoint_metadata",
     "checkpoint_model_config",
@@ -66,6 +77,51 @@ __all__ = [
 CHECKPOINT_FORMAT = "aucli-checkpoint-1"
 FORMAT_VERSION = 1
 _FORMAT_PREFIX = "aucli-checkpoint-"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+#: Whether loads in this context accept weight files whose sha256 differs from the one recorded.
+_ACCEPT_MODIFIED: ContextVar[bool] = ContextVar("aucli_accept_modified_weights", default=False)
+#: The command-line flag that accepts them, named in the refusal.
+ACCEPT_FLAG = "--accept-modified-weights"
+
+
+# ------------------------------------------------------------------------------------ weight checksums
+@contextmanager
+def accepting_modified_weights(enabled: bool = True) -> Iterator[None]:
+    """Inside this block, loads that are not told otherwise accept modified weight files (with a warning).
+
+    The commands' ``--accept-modified-weights`` flag wraps the command in it, so every load the
+    command makes (checkpoints, ``train.init_from``, a resumed training state) follows the flag.
+    """
+    token = _ACCEPT_MODIFIED.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _ACCEPT_MODIFIED.reset(token)
+
+
+def verify_weights(path: str | Path, recorded: Any, *, record: str | Path, accept: bool | None = None) -> None:
+    """Refuse ``path`` unless its sha256 is ``recorded`` (the value of the JSON file ``record``).
+
+    ``recorded`` None (a file written before aucli recorded checksums) is not checked. ``accept``:
+    load a mismatching file anyway, with a warning; None follows :func:`accepting_modified_weights`.
+    """
+    if recorded is None:
+        return
+    if not (isinstance(recorded, str) and _SHA256.fullmatch(recorded)):
+        raise ModelError(f"{record} records the weights' sha256 as {recorded!r}, not 64 hex digits; the file is damaged or was edited by hand")
+    actual = file_sha256(path)
+    if actual == recorded:
+        return
+    if accept if accept is not None else _ACCEPT_MODIFIED.get():
+        from aucli.console import warn
+
+        warn(f"{path} differs from the sha256 recorded in {record}; loading it anyway ({ACCEPT_FLAG})")
+        return
+    raise ModelError(
+        f"{path} does not match the sha256 recorded in {record} (recorded {recorded[:12]}..., the file has {actual[:12]}...): "
+        f"the weights were changed or damaged since they were saved; to load them on purpose, add {ACCEPT_FLAG}"
+    )
 
 
 # ------------------------------------------------------------------------------------ files and metadata
@@ -186,6 +242,7 @@ def save_checkpoint(
         "backbone_sha256": file_sha256(source) if from_file else None,
         "backbone_in_checkpoint": in_checkpoint,
         "weights_file": weights_path.name,
+        "weights_sha256": None,  # set once the tensors are written
         "data_config": dict(model.data_config),
         "parameters": {k: v for k, v in model.parameter_summary().items() if k != "components"},
         "training": dict(training or {}),
@@ -195,12 +252,13 @@ def save_checkpoint(
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "created_by": f"aucli {__version__}",
     }
-    try:
-        text = json.dumps(json_safe(meta), indent=2, allow_nan=False) + "\n"
+    try:  # checked before anything is written
+        json.dumps(json_safe(meta), allow_nan=False)
     except (TypeError, ValueError) as error:
         raise ModelError(f"training/calibration/extra must be JSON-safe (plain numbers, strings, lists, dicts): {error}") from None
     save_tensors(weights_path, _stored_tensors(model, in_checkpoint), {"format": CHECKPOINT_FORMAT, "method": method})
-    atomic_write_bytes(meta_path, text.encode("utf-8"))
+    meta["weights_sha256"] = file_sha256(weights_path)
+    atomic_write_bytes(meta_path, (json.dumps(json_safe(meta), indent=2, allow_nan=False) + "\n").encode("utf-8"))
     return weights_path, meta_path
 
 
@@ -258,7 +316,11 @@ class LoadedCheckpoint:
 
 
 def load_model_checkpoint(
-    path: str | Path, *, device: str | torch.device = "cpu", backbone_weights: str | None = None
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    backbone_weights: str | None = None,
+    accept_modified_weights: bool | None = None,
 ) -> LoadedCheckpoint:
     """Rebuild the model of a checkpoint of any method and load its tensors.
 
@@ -266,8 +328,10 @@ def load_model_checkpoint(
         path: ``NAME.safetensors``, ``NAME.json`` or ``NAME``.
         device: where the model goes.
         backbone_weights: a backbone weight file to use instead of the one recorded (moved files).
+        accept_modified_weights: load a tensor file whose sha256 differs from the recorded one
+            (with a warning); None follows :func:`accepting_modified_weights` (default: refuse).
     """
-    weights_path, _ = checkpoint_paths(path)
+    weights_path, meta_path = checkpoint_paths(path)
     meta = read_checkpoint_metadata(path)
     cfg = checkpoint_model_config(meta)
     try:
@@ -277,7 +341,7 @@ def load_model_checkpoint(
     in_checkpoint = bool(meta.get("backbone_in_checkpoint"))
     source = "random" if in_checkpoint else _backbone_file(meta, backbone_weights)
     model = build_method_model(cfg, recipe.baseline, str(meta["method"]), weights=source)
-    tensors = _read_tensors(weights_path)
+    tensors = _read_tensors(weights_path, meta, meta_path, accept_modified_weights)
     _check_fit(model, tensors, in_checkpoint, weights_path)
     model.load_state_dict(tensors, strict=False)
     model.to(device).eval()
@@ -292,11 +356,12 @@ def load_checkpoint(
     backbone_weights: str | None = None,
     expected_au_names: Sequence[str] | None = None,
     expected_backbone: str | None = None,
+    accept_modified_weights: bool | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """An AUFormer checkpoint, rebuilt: ``(model in eval mode, metadata)``; other methods are refused.
 
     Args:
-        path, device, backbone_weights: as :func:`load_model_checkpoint`.
+        path, device, backbone_weights, accept_modified_weights: as :func:`load_model_checkpoint`.
         expected_au_names: refuse a checkpoint that detects other AUs (or in another order).
         expected_backbone: refuse a checkpoint built on another timm backbone name.
     """
@@ -312,7 +377,7 @@ def load_checkpoint(
         )
     if expected_backbone is not None and expected_backbone != cfg.backbone:
         raise ModelError(f"the checkpoint is built on backbone {cfg.backbone!r}, not {expected_backbone!r}")
-    loaded = load_model_checkpoint(path, device=device, backbone_weights=backbone_weights)
+    loaded = load_model_checkpoint(path, device=device, backbone_weights=backbone_weights, accept_modified_weights=accept_modified_weights)
     return loaded.model, loaded.meta
 
 
@@ -335,9 +400,11 @@ def _backbone_file(meta: Mapping[str, Any], backbone_weights: str | None) -> str
     return source
 
 
-def _read_tensors(weights_path: Path) -> dict[str, torch.Tensor]:
+def _read_tensors(weights_path: Path, meta: Mapping[str, Any], meta_path: Path, accept: bool | None) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors, once the file is checked against the sha256 its JSON records."""
     from safetensors import SafetensorError
 
+    verify_weights(weights_path, meta.get("weights_sha256"), record=meta_path, accept=accept)
     try:
         return load_tensors(weights_path)
     except (SafetensorError, OSError) as error:
@@ -364,14 +431,14 @@ def _check_fit(model: nn.Module, tensors: Mapping[str, torch.Tensor], backbone_i
 
 
 # ------------------------------------------------------------------------------------ fine-tuning start
-def init_from_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
+def init_from_checkpoint(model: nn.Module, path: str | Path, *, accept_modified_weights: bool | None = None) -> dict[str, Any]:
     """Load an AUFormer checkpoint's tensors (experts, heads) into ``model``; returns its metadata.
 
     ``model`` must be the model the checkpoint describes: the same model section of the recipe
     (backbone, overrides, image size, AUs, MoKE, heads), apart from where the backbone weights are
     read from. A backbone file must be the same file (sha256) the checkpoint was trained on; a
     random backbone stored in the checkpoint replaces the model's. The checkpoint's thresholds are
-    not used: a run fits its own.
+    not used: a run fits its own. ``accept_modified_weights``: as :func:`load_model_checkpoint`.
     """
     weights_path, meta_path = checkpoint_paths(path)
     meta = read_checkpoint_metadata(path)
@@ -387,7 +454,7 @@ def init_from_checkpoint(model: nn.Module, path: str | Path) -> dict[str, Any]:
     source = str(getattr(model, "backbone_source", ""))
     if recorded and Path(source).is_file() and file_sha256(source) != recorded:
         raise ModelError(f"train.init_from {meta_path} was trained on another backbone file than {source} (sha256 differs)")
-    tensors = _read_tensors(weights_path)
+    tensors = _read_tensors(weights_path, meta, meta_path, accept_modified_weights)
     _check_fit(model, tensors, bool(meta.get("backbone_in_checkpoint")), weights_path)
     model.load_state_dict(tensors, strict=False)
     return meta
