@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import click
 
-from aucli.cli.options import detector_device, device_option, echo_json, face_options, face_options_from, json_option
+from aucli.cli.options import (
+    accept_modified_weights_option,
+    detector_device,
+    device_option,
+    echo_json,
+    face_options,
+    face_options_from,
+    json_option,
+)
 
 
 class PredictGroup(click.Group):
@@ -94,6 +102,7 @@ def predict() -> None:
 )
 @device_option
 @json_option
+@accept_modified_weights_option
 def run(
     inputs,
     checkpoint,
