@@ -267,7 +267,10 @@ class OptimConfig(Section):
     betas: tuple[float, float] = option((0.9, 0.999), "AdamW betas")
     epochs: int = option(20, "passes over the training subjects' frames", min=1, max=100000)
     max_steps: int | None = option(
-        None, "stop after this many optimiser steps (the schedule spans them); null: epochs x batches per epoch", min=1
+        None,
+        "stop after this many optimiser steps or after optim.epochs, whichever comes first (the schedule spans the steps "
+        "trained); null: epochs x batches per epoch",
+        min=1,
     )
     warmup_epochs: float = option(1.0, "linear warm-up from 0 to lr over this many epochs", min=0.0, max=10000.0)
     min_lr_ratio: float = option(0.01, "the cosine decays from lr to lr x min_lr_ratio", min=0.0, max=1.0)
@@ -280,6 +283,18 @@ class OptimConfig(Section):
         min=0.0,
         max=100.0,
     )
+
+    def schedule(self, batches_per_epoch: int) -> tuple[int, str]:
+        """``(optimiser steps to train, the limit that sets them)`` for ``batches_per_epoch`` batches an epoch.
+
+        Training stops at whichever limit comes first: ``epochs`` (``epochs x batches_per_epoch``
+        steps) or ``max_steps``. The limit is ``"optim.max_steps"`` when it is the smaller one,
+        else ``"optim.epochs"`` (also when both give the same number of steps).
+        """
+        by_epochs = self.epochs * batches_per_epoch
+        if self.max_steps is not None and self.max_steps < by_epochs:
+            return self.max_steps, "optim.max_steps"
+        return by_epochs, "optim.epochs"
 
 
 @dataclass

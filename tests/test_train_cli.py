@@ -43,7 +43,8 @@ def test_one_epoch_smoke_run_writes_the_run_folder(smoke_run):
     assert run["label_set"] == "manual" and run["au_columns"] == {a: a for a in TOY_AUS} and run["folds"] == [1]
     fold = out / "fold1"
     events = [json.loads(line) for line in (fold / "metrics.jsonl").read_text().splitlines()]
-    assert {e["event"] for e in events} == {"train", "eval"}
+    assert {e["event"] for e in events} == {"train", "eval", "stop"}
+    assert events[-1] == {**events[-1], "event": "stop", "stopped_by": "optim.epochs", "epoch": 1}
     evaluation = [e for e in events if e["event"] == "eval"][0]
     assert evaluation["epoch"] == 1 and len(evaluation["test_f1"]) == 4 and evaluation["best"] is True
     rows = list(csv.DictReader((fold / "metrics.csv").open()))

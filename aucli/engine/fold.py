@@ -111,15 +111,17 @@ def train_fold(
     show_progress: bool = True,
     on_step: Callable[[int], None] | None = None,
     init_model: Callable[[nn.Module], None] | None = None,
+    accept_modified_weights: bool | None = None,
 ) -> FoldResult:
     """Train and evaluate one fold; files go to ``folder`` (rank 0 only). See the module docstring.
 
     ``init_model``: called with the freshly built model (on its device) before the optimiser is
     made: it may load starting weights and freeze parameters (only those that still require
-    gradients are optimised). A resumed fold then loads its saved state over it.
+    gradients are optimised). A resumed fold then loads its saved state over it (its tensor file
+    checked against the recorded sha256 unless ``accept_modified_weights``).
     """
     run = _FoldRun(corpus, fold, recipe, folder=folder, ctx=ctx, weights=weights, init_model=init_model)
-    run.restore(resume)
+    run.restore(resume, accept_modified_weights)
     run.train(show_progress=show_progress, on_step=on_step)
     ctx.barrier()
     return run.result()
@@ -189,13 +191,13 @@ class _FoldRun:
             raise UsageError(f"data.batch_size {recipe.data.batch_size} must be a multiple of the {ctx.world_size} processes")
         self.sampler = EpochBatchSampler(train_idx.size, recipe.data.batch_size, seed=recipe.train.seed, rank=ctx.rank, world_size=ctx.world_size)
         self.per_epoch = self.sampler.batches_per_epoch
-        self.total_steps = recipe.optim.max_steps or recipe.optim.epochs * self.per_epoch
+        self.total_steps, self.stopped_by = recipe.optim.schedule(self.per_epoch)
         self.n_epochs = math.ceil(self.total_steps / self.per_epoch)
         self.warmup_steps = min(round(recipe.optim.warmup_epochs * self.per_epoch), self.total_steps)
 
-    def restore(self, resume: bool) -> None:
+    def restore(self, resume: bool, accept_modified_weights: bool | None = None) -> None:
         """Load the saved state over the fresh model (``resume``), else start a new log; then wrap for DDP."""
-        saved = load_state(self.folder) if resume else None
+        saved = load_state(self.folder, accept_modified_weights=accept_modified_weights) if resume else None
         device = self.ctx.device
         if saved is not None:
             payload, tensors = saved
@@ -242,6 +244,21 @@ class _FoldRun:
         finally:
             if self.bar is not None:
                 self.bar.stop()
+        self._log_stop(show_progress)
+
+    def _log_stop(self, show_progress: bool) -> None:
+        """Say which limit ended training: a ``{"event": "stop"}`` line in the log and, with progress, on stderr."""
+        optim = self.recipe.optim
+        by_epochs = optim.epochs * self.per_epoch
+        if self.stopped_by == "optim.max_steps":
+            why = f"optim.max_steps {optim.max_steps} came before optim.epochs {optim.epochs} ({by_epochs} steps)"
+        else:
+            steps = "" if optim.max_steps is None else f"; optim.max_steps {optim.max_steps} is not fewer"
+            why = f"optim.epochs {optim.epochs} = {by_epochs} steps ({self.per_epoch} an epoch){steps}"
+        self.log.write({"event": "stop", "fold": self.fold, "epoch": self.epoch, "step": self.step, "stopped_by": self.stopped_by,
+                        "reason": why})  # fmt: skip
+        if show_progress and self.writer:
+            err_console.print(f"fold {self.fold}: training stopped at step {self.step}, epoch {self.epoch}: {why}", highlight=False)
 
     def _epoch(self, on_step: Callable[[int], None] | None) -> None:
         """The steps of one epoch (from ``batch_in_epoch`` on a resumed one)."""
@@ -361,10 +378,10 @@ class _FoldRun:
             test=MetricReport.from_dict(best["test"]), test_at_half=MetricReport.from_dict(best["test_at_0.5"]),
             validation=MetricReport.from_dict(best["val"]) if best.get("val") else None,
             thresholds=np.asarray(best["thresholds"], dtype=np.float64), checkpoint=self.folder / "best.safetensors", folder=self.folder,
-            parameters=self.parameters, wall_time_s=time.perf_counter() - self.started,
+            parameters=self.parameters, wall_time_s=time.perf_counter() - self.started, stopped_by=self.stopped_by,
         )  # fmt: skip
         if self.writer:
-            atomic_write_json(self.folder / "result.json", result.to_dict())
+            atomic_write_json(self.folder / "result.json", result.record())
         return result
 
 

@@ -1,7 +1,8 @@
 """What a training run reports: each fold's reports at its best epoch, and the run's per-AU summary.
 
 ``summary.json`` and ``summary.csv`` in the run folder hold per-AU test F1 over the folds run so far
-(each fold, mean, std); a fold's ``result.json`` is :meth:`FoldResult.to_dict`.
+(each fold, mean, std); a fold's ``result.json`` is :meth:`FoldResult.record` (its checkpoint named
+relative to the fold folder, and read back only from inside it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from aucli.config import Recipe
 from aucli.console import console
-from aucli.fileio import atomic_write_json, atomic_write_text
+from aucli.fileio import atomic_write_json, atomic_write_text, resolve_inside
 from aucli.metrics import MetricReport
 from aucli.protocols import FoldSplit
 
@@ -40,6 +41,7 @@ class FoldResult:
     folder: Path
     parameters: dict[str, Any] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    stopped_by: str = ""  # "optim.epochs" or "optim.max_steps": the limit that ended training ("" in older runs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,21 +53,28 @@ class FoldResult:
             "checkpoint": str(self.checkpoint),
             "parameters": self.parameters,
             "wall_time_s": self.wall_time_s,
+            "stopped_by": self.stopped_by,
             "test": self.test.to_dict(),
             "test_at_0.5": self.test_at_half.to_dict(),
             "validation": self.validation.to_dict() if self.validation is not None else None,
         }
 
+    def record(self) -> dict[str, Any]:
+        """:meth:`to_dict` as the fold's ``result.json`` keeps it: the checkpoint named inside the fold folder."""
+        return {**self.to_dict(), "checkpoint": self.checkpoint.name}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], folder: Path) -> FoldResult:
+        """A fold's result read back from ``folder/result.json``; its checkpoint must lie in ``folder``."""
         subjects = data["subjects"]
+        checkpoint = resolve_inside(folder, str(data["checkpoint"]), str(Path(folder) / "result.json"))
         split = FoldSplit(data["fold"], tuple(subjects["train"]), tuple(subjects["validation"]), tuple(subjects["test"]))
         return cls(
             fold=data["fold"], split=split, best_epoch=data["best_epoch"], best_step=data["best_step"],
             test=MetricReport.from_dict(data["test"]), test_at_half=MetricReport.from_dict(data["test_at_0.5"]),
             validation=MetricReport.from_dict(data["validation"]) if data.get("validation") else None,
-            thresholds=np.asarray(data["thresholds"], dtype=np.float64), checkpoint=Path(data["checkpoint"]), folder=folder,
-            parameters=data.get("parameters", {}), wall_time_s=float(data.get("wall_time_s", 0.0)),
+            thresholds=np.asarray(data["thresholds"], dtype=np.float64), checkpoint=checkpoint, folder=folder,
+            parameters=data.get("parameters", {}), wall_time_s=float(data.get("wall_time_s", 0.0)), stopped_by=str(data.get("stopped_by", "")),
         )
 
 
@@ -106,6 +115,7 @@ class TrainResult:
             "mean_f1_std": float(np.std(fold_means)) if fold_means else float("nan"),
             "mean_auc_per_fold": [f.test.mean_auc for f in self.folds],
             "method": self.recipe.train.method,
+            "stopped_by": [f.stopped_by for f in self.folds],
             "trainable_parameters": self.folds[0].parameters.get("trainable") if self.folds else None,
         }
 

@@ -23,10 +23,10 @@ from aucli.engine.corpus import prepare_corpus
 from aucli.engine.distributed import setup
 from aucli.engine.fold import train_fold
 from aucli.engine.results import FoldResult, TrainResult, write_summary
-from aucli.engine.runs import atomic_write_json, atomic_write_text, read_json
+from aucli.engine.runs import atomic_write_json, atomic_write_text, clean_partial_files, read_json
 from aucli.errors import UsageError
 
-__all__ = ["RESUMABLE_CHANGES", "prepare_run_folder", "recipe_differences", "train"]
+__all__ = ["RESUMABLE_CHANGES", "prepare_run_folder", "recipe_differences", "run_has_progress", "train"]
 
 #: Recipe keys that may change between a run and its resumption (they do not change the numbers).
 RESUMABLE_CHANGES = ("train.device", "train.log_every", "train.save_every", "data.num_workers", "data.eval_batch_size", "train.fold")
@@ -65,9 +65,45 @@ def recipe_differences(out: Path, recipe: Recipe) -> list[str] | None:
     return _recipe_differences(saved, recipe.to_dict())
 
 
+#: What a run writes before its first saved state (a start that failed leaves only these).
+START_FILES = ("recipe.yaml", "run.json")
+FOLD_START_FILES = ("split.json", "metrics.jsonl", "metrics.csv")
+#: What a run writes once it has made progress worth resuming (a saved state, a checkpoint, a finished fold).
+PROGRESS_PATTERNS = ("summary.json", "fold*/state.json", "fold*/state-*.safetensors", "fold*/best.json", "fold*/best.safetensors",
+                     "fold*/result.json")  # fmt: skip
+
+
+def run_has_progress(out: Path) -> bool:
+    """Whether the run folder ``out`` holds anything a rerun would lose: a saved state, a checkpoint, a result."""
+    return any(next(out.glob(pattern), None) is not None for pattern in PROGRESS_PATTERNS)
+
+
+def _clear_failed_start(out: Path) -> None:
+    """Remove what a run whose start failed wrote (the recipe, run.json, fold splits and logs); nothing else."""
+    for name in START_FILES:
+        (out / name).unlink(missing_ok=True)
+    clean_partial_files(out)
+    for folder in out.glob("fold*"):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for name in FOLD_START_FILES:
+            (folder / name).unlink(missing_ok=True)
+        clean_partial_files(folder)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
 def prepare_run_folder(out: Path, recipe: Recipe, resume: bool) -> bool:
-    """Check or create the run folder; returns True when an earlier run is resumed."""
+    """Check or create the run folder; returns True when an earlier run is resumed.
+
+    A folder whose run failed at its start (it holds a recipe but no saved state, checkpoint or
+    result) is started again from scratch, with or without ``resume`` and whatever the recipe:
+    there is nothing to continue. A folder with progress needs ``resume`` and the same recipe.
+    """
     differences = recipe_differences(out, recipe)
+    if differences is not None and not run_has_progress(out):
+        _clear_failed_start(out)
+        differences = None
     if differences is not None:
         if not resume:
             raise UsageError(f"{out} already holds a training run; add --resume to continue it, or choose another --out")
@@ -91,6 +127,7 @@ def train(
     weights: str | None = None,
     show_progress: bool = True,
     on_step: Callable[[int], None] | None = None,
+    accept_modified_weights: bool | None = None,
 ) -> TrainResult:
     """Train ``recipe`` on ``store``: the fold of ``recipe.train.fold`` or, with ``"all"``, every fold.
 
@@ -102,6 +139,9 @@ def train(
         weights: backbone weights ("hub", "random", a file) instead of ``model.backbone_weights``.
         show_progress: rich progress bars and per-epoch lines on stderr.
         on_step: called with the global step after every optimiser step (rank 0 and others).
+        accept_modified_weights: load a ``train.init_from`` checkpoint or a saved state whose tensor
+            file differs from the sha256 recorded (with a warning); None follows
+            :func:`aucli.model.checkpoint.accepting_modified_weights` (default: refuse).
 
     Under ``torchrun`` each process calls this; they train one model with DDP and rank 0 writes.
     """
@@ -133,7 +173,7 @@ def train(
         if ctx.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        init_model = _init_from(recipe)
+        init_model = _init_from(recipe, accept_modified_weights)
         results = []
         for fold in folds:
             folder = out / f"fold{fold}"
@@ -142,7 +182,8 @@ def train(
                 results.append(FoldResult.from_dict(read_json(finished), folder))
                 continue
             result = train_fold(corpus, fold, recipe, folder=folder, ctx=ctx, resume=resume, weights=weights,
-                                show_progress=show_progress, on_step=on_step, init_model=init_model)
+                                show_progress=show_progress, on_step=on_step, init_model=init_model,
+                                accept_modified_weights=accept_modified_weights)
             results.append(result)
             run = TrainResult(out, recipe, list(recipe.model.au_names), corpus.label_set, results)
             if ctx.is_main:
@@ -152,7 +193,7 @@ def train(
         ctx.close()
 
 
-def _init_from(recipe: Recipe) -> Callable[[nn.Module], None] | None:
+def _init_from(recipe: Recipe, accept_modified_weights: bool | None) -> Callable[[nn.Module], None] | None:
     """The ``init_model`` hook of ``train.init_from`` (checked before any fold trains), or None."""
     if not recipe.train.init_from:
         return None
@@ -163,4 +204,4 @@ def _init_from(recipe: Recipe) -> Callable[[nn.Module], None] | None:
         raise UsageError(f"train.init_from starts AUFormer from a checkpoint; train.method is {recipe.train.method!r}")
     meta_path = resolve_checkpoint(recipe.train.init_from)
     read_checkpoint_metadata(meta_path)
-    return lambda model: init_from_checkpoint(model, meta_path)
+    return lambda model: init_from_checkpoint(model, meta_path, accept_modified_weights=accept_modified_weights)
