@@ -10,11 +10,10 @@ Definitions (all per AU, over the rows whose label is known: 0 or 1; -1 and 9 ar
   An AU whose known labels are all of one class has no AUC: NaN, shown as ``-``, left out of the mean.
 - **Cohen's kappa** between two label sets over the rows both code; NaN when both sets use one and
   the same class throughout (chance agreement 1).
-- **Events**: maximal runs of 1s per (sequence, AU) over consecutive rows; a 0, an unknown label or
-  a new sequence ends a run. Two events match when their temporal IoU (overlap / union, in rows) is
-  at least ``min_iou`` (0.5 by default); matching is one-to-one, greedy by IoU. Event precision =
-  matched / events of the other set, recall = matched / events of the reference, F1 their harmonic
-  mean. When comparing two label sets, rows either set leaves unknown are unknown in both.
+- **ICC(3,1)** of two (or more) sets of intensities: Shrout & Fleiss (1979) case 3, single rater,
+  consistency: ``(BMS - EMS) / (BMS + (k - 1) EMS)`` from the two-way ANOVA of the targets (rows
+  with every rating finite) by raters. NaN with fewer than two targets or no variance.
+- Events (runs over time, temporal IoU, event F1) live in :mod:`aucli.events`.
 
 Inputs are numpy arrays (torch tensors are converted); F1, AUC and rates are fractions in [0, 1]
 (tables show percent). This module does not import torch.
@@ -24,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,27 +31,23 @@ import numpy as np
 from aucli.errors import LabelFormatError, UsageError
 
 __all__ = [
-    "AgreementReport",
     "ConfusionCounts",
-    "EventAgreement",
     "MetricReport",
     "agreement_f1",
     "auc_scores",
     "check_labels",
     "cohen_kappa",
-    "compare_label_sets",
     "confusion_counts",
     "evaluate",
-    "event_agreement",
     "f1_scores",
-    "find_events",
+    "icc_3_1",
+    "intensity_icc",
     "f1_curve",
     "fit_thresholds",
     "nanmean",
 ]
 
 DEFAULT_THRESHOLD = 0.5
-DEFAULT_MIN_IOU = 0.5
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,161 +356,33 @@ def agreement_f1(reference, other) -> np.ndarray:
     return f1_scores((b == 1).astype(np.float64), a, 0.5)
 
 
-def _contiguous_sequences(sequences, n_rows: int) -> np.ndarray:
-    if sequences is None:
-        return np.zeros(n_rows, dtype=np.int64)
-    sequences = np.asarray(sequences).reshape(-1)
-    if sequences.size != n_rows:
-        raise UsageError(f"sequences has {sequences.size} entries for {n_rows} rows.")
-    changes = np.r_[True, sequences[1:] != sequences[:-1]]
-    if changes.sum() != np.unique(sequences).size:
-        raise UsageError("rows must be grouped by sequence (each sequence one contiguous block, in frame "
-                         "order); sort them by (sequence, frame) first.")
-    return np.cumsum(changes)
+def icc_3_1(ratings) -> float:
+    """ICC(3,1) of ``ratings`` ``(n_targets, k_raters)`` (Shrout & Fleiss 1979, case 3, single rater).
 
-
-def find_events(labels, sequences=None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Events (maximal runs of 1s) of every AU.
-
-    Args:
-        labels: ``(n_frames, n_aus)`` in {-1, 0, 1, 9}, rows in frame order within each sequence.
-        sequences: ``(n_frames,)`` sequence ids (video, source), each one contiguous block of rows;
-            None for one sequence.
-
-    Returns:
-        Per AU, ``(starts, stops)`` int arrays of row indices (``stop`` exclusive), sorted.
+    Two-way ANOVA, raters fixed, consistency: ``(BMS - EMS) / (BMS + (k - 1) EMS)``. Rows with a
+    non-finite rating are left out; NaN with fewer than two targets, fewer than two raters, or no
+    variance at all.
     """
-    labels = check_labels(labels)
-    block = _contiguous_sequences(sequences, labels.shape[0])
-    new_block = np.r_[True, block[1:] != block[:-1]]
-    events = []
-    for i in range(labels.shape[1]):
-        on = labels[:, i] == 1
-        starts = np.flatnonzero(on & (new_block | ~np.r_[False, on[:-1]]))
-        ends = np.flatnonzero(on & (np.r_[new_block[1:], True] | ~np.r_[on[1:], False])) + 1
-        events.append((starts, ends))
-    return events
+    x = _as_numpy(ratings).astype(np.float64)
+    if x.ndim != 2:
+        raise UsageError(f"ratings must be (n_targets, k_raters); found shape {x.shape}.")
+    x = x[np.isfinite(x).all(axis=1)]
+    n, k = x.shape
+    if n < 2 or k < 2:
+        return float("nan")
+    grand = x.mean()
+    ss_rows = k * ((x.mean(axis=1) - grand) ** 2).sum()
+    ss_cols = n * ((x.mean(axis=0) - grand) ** 2).sum()
+    ss_error = ((x - grand) ** 2).sum() - ss_rows - ss_cols
+    bms = ss_rows / (n - 1)
+    ems = ss_error / ((n - 1) * (k - 1))
+    denominator = bms + (k - 1) * ems
+    return float((bms - ems) / denominator) if denominator > 0 else float("nan")
 
 
-def _match_events(ref: tuple[np.ndarray, np.ndarray], other: tuple[np.ndarray, np.ndarray], min_iou: float) -> int:
-    """Number of one-to-one matches with IoU >= min_iou (greedy, highest IoU first)."""
-    (ref_start, ref_stop), (oth_start, oth_stop) = ref, other
-    candidates = []
-    j0 = 0
-    for i in range(ref_start.size):
-        while j0 < oth_start.size and oth_stop[j0] <= ref_start[i]:
-            j0 += 1
-        j = j0
-        while j < oth_start.size and oth_start[j] < ref_stop[i]:
-            overlap = min(ref_stop[i], oth_stop[j]) - max(ref_start[i], oth_start[j])
-            union = max(ref_stop[i], oth_stop[j]) - min(ref_start[i], oth_start[j])
-            if overlap > 0 and overlap / union >= min_iou:
-                candidates.append((overlap / union, i, j))
-            j += 1
-    used_ref, used_other = set(), set()
-    for _, i, j in sorted(candidates, key=lambda c: -c[0]):
-        if i not in used_ref and j not in used_other:
-            used_ref.add(i)
-            used_other.add(j)
-    return len(used_ref)
-
-
-@dataclass
-class EventAgreement:
-    """Per-AU event counts ``(n_aus,)``: events of each set and one-to-one matches."""
-
-    n_reference: np.ndarray
-    n_other: np.ndarray
-    matched: np.ndarray
-    min_iou: float = DEFAULT_MIN_IOU
-
-    @property
-    def precision(self) -> np.ndarray:
-        return _ratio(self.matched, self.n_other)
-
-    @property
-    def recall(self) -> np.ndarray:
-        return _ratio(self.matched, self.n_reference)
-
-    @property
-    def f1(self) -> np.ndarray:
-        """``2 matched / (n_reference + n_other)``; NaN where neither set has an event."""
-        return _ratio(2 * self.matched, self.n_reference + self.n_other)
-
-
-def event_agreement(reference, other, sequences=None, *, min_iou: float = DEFAULT_MIN_IOU) -> EventAgreement:
-    """Event-level agreement of two label sets (see the module docstring for the criterion)."""
-    if not 0.0 < min_iou <= 1.0:
-        raise UsageError(f"min_iou must be in (0, 1]; found {min_iou}.")
-    a, b = _pair(reference, other)
-    events_a, events_b = find_events(a, sequences), find_events(b, sequences)
-    return EventAgreement(
-        n_reference=np.array([e[0].size for e in events_a]), n_other=np.array([e[0].size for e in events_b]),
-        matched=np.array([_match_events(ea, eb, min_iou) for ea, eb in zip(events_a, events_b)]),
-        min_iou=float(min_iou))
-
-
-@dataclass
-class AgreementReport:
-    """Per-AU agreement of two label sets: kappa, frame F1, event F1, rates and coded rows."""
-
-    au_names: list[str]
-    kappa: np.ndarray
-    f1: np.ndarray
-    events: EventAgreement
-    rate_reference: np.ndarray
-    rate_other: np.ndarray
-    n_both: np.ndarray
-    names: tuple[str, str] = ("A", "B")
-
-    def to_dict(self) -> dict[str, Any]:
-        def plain(values):
-            return [_finite_or_none(float(v)) for v in np.asarray(values, dtype=np.float64)]
-
-        return {
-            "reference": self.names[0], "other": self.names[1], "min_iou": self.events.min_iou,
-            "mean_kappa": _finite_or_none(nanmean(self.kappa)), "mean_f1": _finite_or_none(nanmean(self.f1)),
-            "mean_event_f1": _finite_or_none(nanmean(self.events.f1)),
-            "per_au": {
-                "au": list(self.au_names), "kappa": plain(self.kappa), "f1": plain(self.f1),
-                "event_f1": plain(self.events.f1), "events_reference": self.events.n_reference.tolist(),
-                "events_other": self.events.n_other.tolist(), "events_matched": self.events.matched.tolist(),
-                "rate_reference": plain(self.rate_reference), "rate_other": plain(self.rate_other),
-                "n_both": self.n_both.tolist(),
-            },
-        }
-
-    def table(self):
-        from rich.table import Table
-
-        a, b = self.names
-        table = Table(title=f"Agreement of {b} with {a}")
-        for column in ("AU", "kappa", "F1 %", "event F1 %", f"events {a}/{b}/matched", f"rate {a} %",
-                       f"rate {b} %", "frames"):
-            table.add_column(column, justify="left" if column == "AU" else "right")
-        for i, name in enumerate(self.au_names):
-            kappa = "-" if not np.isfinite(self.kappa[i]) else f"{self.kappa[i]:.3f}"
-            table.add_row(name, kappa, _percent(self.f1[i]), _percent(self.events.f1[i]),
-                          f"{self.events.n_reference[i]}/{self.events.n_other[i]}/{self.events.matched[i]}",
-                          _percent(self.rate_reference[i]), _percent(self.rate_other[i]), f"{int(self.n_both[i]):,}")
-        table.add_section()
-        mean_kappa = nanmean(self.kappa)
-        table.add_row("mean", "-" if not np.isfinite(mean_kappa) else f"{mean_kappa:.3f}", _percent(nanmean(self.f1)),
-                      _percent(nanmean(self.events.f1)), "", "", "", "", style="bold")
-        return table
-
-    def __rich__(self):
-        return self.table()
-
-
-def compare_label_sets(reference, other, *, au_names: Sequence[str], sequences=None,
-                       min_iou: float = DEFAULT_MIN_IOU, names: tuple[str, str] = ("A", "B")) -> AgreementReport:
-    """Kappa, frame F1 and event agreement of ``other`` against ``reference`` (both ``(n, n_aus)``)."""
-    a, b = _pair(reference, other)
-    if len(au_names) != a.shape[1]:
-        raise UsageError(f"{len(au_names)} AU names given for {a.shape[1]} columns.")
-    n_both = (a >= 0).sum(0)
-    return AgreementReport(au_names=list(au_names), kappa=cohen_kappa(a, b), f1=agreement_f1(a, b),
-                           events=event_agreement(a, b, sequences, min_iou=min_iou),
-                           rate_reference=_ratio((a == 1).sum(0), n_both), rate_other=_ratio((b == 1).sum(0), n_both),
-                           n_both=n_both, names=tuple(names))
+def intensity_icc(reference, other) -> np.ndarray:
+    """Per-AU ICC(3,1) ``(n_aus,)`` of two ``(n, n_aus)`` intensity matrices over rows where both are finite."""
+    a, b = _as_numpy(reference).astype(np.float64), _as_numpy(other).astype(np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise UsageError(f"intensities must be two (n_frames, n_aus) arrays of one shape; found {a.shape} and {b.shape}.")
+    return np.array([icc_3_1(np.stack([a[:, i], b[:, i]], axis=1)) for i in range(a.shape[1])])

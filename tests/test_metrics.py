@@ -9,19 +9,20 @@ import pytest
 import torch
 from rich.console import Console
 
+from aucli.audit.compare import compare_label_sets
 from aucli.errors import LabelFormatError, UsageError
+from aucli.events import event_agreement, find_events
 from aucli.metrics import (
     MetricReport,
     agreement_f1,
     auc_scores,
     cohen_kappa,
-    compare_label_sets,
     confusion_counts,
     evaluate,
-    event_agreement,
     f1_scores,
-    find_events,
     fit_thresholds,
+    icc_3_1,
+    intensity_icc,
 )
 
 
@@ -188,3 +189,27 @@ def test_compare_label_sets_report():
     console = Console(width=160, record=True)
     console.print(report)
     assert "coder2 with coder1" in console.export_text()
+
+
+def test_icc_3_1_on_shrout_and_fleiss_table_2():
+    """Shrout & Fleiss (1979), Table 2: 6 targets rated by 4 judges; their ANOVA gives BMS = 11.24,
+    EMS = 1.02, and they report ICC(3,1) = .71."""
+    ratings = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]])
+    assert icc_3_1(ratings) == pytest.approx((11.24 - 1.02) / (11.24 + 3 * 1.02), abs=1e-3)
+    assert round(icc_3_1(ratings), 2) == 0.71
+
+
+def test_icc_3_1_two_raters_by_hand_and_edge_cases():
+    # Targets (1, 2), (2, 3), (3, 5); grand mean 8/3. Row means 1.5, 2.5, 4: SS rows = 2 * 19/6 = 19/3.
+    # Column means 2, 10/3: SS raters = 3 * 8/9 = 8/3. SS total = 84/9 = 28/3, so SS error = 1/3.
+    # BMS = (19/3) / 2 = 19/6, EMS = (1/3) / 2 = 1/6: ICC(3,1) = (19/6 - 1/6) / (19/6 + 1/6) = 0.9.
+    assert icc_3_1(np.array([[1.0, 2.0], [2.0, 3.0], [3.0, 5.0]])) == pytest.approx(0.9)
+    # a rater shifted by a constant is fully consistent: ICC(3,1) ignores the raters' means
+    assert icc_3_1(np.array([[1.0, 3.0], [2.0, 4.0], [4.0, 6.0]])) == pytest.approx(1.0)
+    assert np.isnan(icc_3_1(np.array([[1.0, 2.0]])))  # one target
+    assert np.isnan(icc_3_1(np.ones((4, 2))))  # no variance
+    # per AU over the rows where both are finite; the second AU keeps rows (0, 0) and (1, 1) only
+    per_au = intensity_icc(np.array([[1.0, 0.0], [2.0, np.nan], [4.0, 1.0]]), np.array([[3.0, 0.0], [4.0, 1.0], [6.0, 1.0]]))
+    assert per_au == pytest.approx([1.0, 1.0])
+    with pytest.raises(UsageError):
+        intensity_icc(np.zeros((3, 2)), np.zeros((3, 1)))

@@ -2,7 +2,7 @@
 
 AU events last many frames (BP4D: half a second to several seconds), so a label is judged with its
 neighbours. Rows are put in *sequence order* first: grouped by (source, track), frames ascending
-(:func:`sequence_order`). A *segment* is a stretch of one sequence without a gap: a new segment
+(:func:`aucli.events.sequence_order`). A *segment* is a stretch of one sequence without a gap: a new segment
 starts where the frame index jumps by more than ``max_gap`` times the sequence's usual step (a
 frame without a face, a cut). Runs never cross a segment boundary, nor an unknown label (-1).
 
@@ -13,49 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from aucli.errors import UsageError
+from aucli.events import segment_ids, sequence_order  # their home: aucli.events (one home for sequences and events)
 
 __all__ = ["RunTable", "expand_runs", "label_runs", "runs", "segment_ids", "sequence_order", "window_mean"]
-
-
-def sequence_order(source, track, frame) -> np.ndarray:
-    """Row order that groups rows by (source, track) with frames ascending: ``(n,)`` indices."""
-    source, track, frame = (np.asarray(a).reshape(-1) for a in (source, track, frame))
-    if not source.size == track.size == frame.size:
-        raise UsageError(f"source, track and frame differ in length: {source.size}, {track.size}, {frame.size}")
-    return np.lexsort((frame, track, source))
-
-
-def segment_ids(source, track, frame, *, max_gap: float = 2.0) -> np.ndarray:
-    """``(n,)`` int64 segment id of each row, for rows already in sequence order.
-
-    A new segment starts at a new (source, track), or where ``frame`` steps forward by more than
-    ``max_gap`` times that sequence's median step (1 for every frame decoded; 5 for ``--every 5``).
-    A repeated or backwards frame index raises: the rows are not in sequence order.
-    """
-    source, track, frame = (np.asarray(a).reshape(-1) for a in (source, track, frame))
-    n = frame.size
-    if n == 0:
-        return np.zeros(0, np.int64)
-    new_sequence = np.r_[True, (source[1:] != source[:-1]) | (track[1:] != track[:-1])]
-    step = np.r_[0, np.diff(frame.astype(np.int64))]
-    n_pairs = np.unique(np.stack([source.astype(np.int64), track.astype(np.int64)], axis=1), axis=0).shape[0]
-    if np.any(step[~new_sequence] <= 0) or int(new_sequence.sum()) != n_pairs:
-        raise UsageError("rows must be in sequence order (grouped by source and track, frames strictly increasing); "
-                         "sort them with sequence_order() first")
-    sequence = np.cumsum(new_sequence) - 1
-    inner = ~new_sequence
-    typical = np.ones(sequence[-1] + 1)
-    if inner.any():
-        # median step per sequence: sort steps within each sequence and take the middle one
-        seq_inner, step_inner = sequence[inner], step[inner]
-        order = np.lexsort((step_inner, seq_inner))
-        seq_sorted, step_sorted = seq_inner[order], step_inner[order]
-        starts = np.flatnonzero(np.r_[True, seq_sorted[1:] != seq_sorted[:-1]])
-        counts = np.diff(np.r_[starts, seq_sorted.size])
-        typical[seq_sorted[starts]] = step_sorted[starts + (counts - 1) // 2]
-    breaks = new_sequence | (step > max_gap * typical[sequence])
-    return np.cumsum(breaks) - 1
 
 
 class RunTable:

@@ -25,6 +25,7 @@ from aucli.labels.casme2 import read_casme2
 from aucli.labels.disfa import DEFAULT_THRESHOLD, read_disfa
 from aucli.labels.openface import read_openface
 from aucli.labels.plain import read_plain_csv
+from aucli.labels.pyfeat import read_pyfeat
 from aucli.labels.table import LabelTable, RecordingLabels, Target
 from aucli.store.schema import SUBJECT_TRACK, check_name
 from aucli.store.store import CorpusStore, SourceRecord
@@ -47,6 +48,7 @@ FORMATS: dict[str, Callable[..., LabelTable]] = {
     "openface": read_openface,
     "casme2": read_casme2,
     "csv": read_plain_csv,
+    "pyfeat": read_pyfeat,
 }
 
 

@@ -34,9 +34,46 @@ from aucli.labels.table import (
     read_csv_rows,
 )
 
-__all__ = ["read_openface"]
+__all__ = ["OPENFACE_AUS_C", "OPENFACE_AUS_R", "OPENFACE_FRAME_COLUMNS", "is_openface_au_column", "openface_columns", "read_openface"]
 
 _AU_COLUMN = re.compile(r"^AU\w*_(?P<kind>[cr])$", re.IGNORECASE)
+
+#: OpenFace 2.0's per-frame columns before the AUs (it writes gaze, pose and landmarks between them).
+OPENFACE_FRAME_COLUMNS = ("frame", "face_id", "timestamp", "confidence", "success")
+#: The AUs OpenFace 2.0 writes, in its order: intensities (``AUxx_r``), then presences (``AUxx_c``).
+OPENFACE_AUS_R = ("AU1", "AU2", "AU4", "AU5", "AU6", "AU7", "AU9", "AU10", "AU12", "AU14", "AU15", "AU17", "AU20",
+                  "AU23", "AU25", "AU26", "AU45")
+OPENFACE_AUS_C = (*OPENFACE_AUS_R[:-1], "AU28", "AU45")
+
+
+def is_openface_au_column(name: str) -> bool:
+    """True for an OpenFace AU column, ``AU01_r`` or ``AU01_c`` (leading spaces allowed)."""
+    return _AU_COLUMN.match(name.strip()) is not None
+
+
+def openface_columns(au_names: Sequence[str], *, intensity: bool) -> list[tuple[str, str]]:
+    """``(aucli column, OpenFace 2.0 header)`` pairs in OpenFace's order, for a table of ``au_names``.
+
+    For ``aucli predict`` writing OpenFace-compatible tables: the frame columns first (headers
+    after the first carry OpenFace's leading space, `` face_id``), then every ``AUxx_r`` (when
+    ``intensity``), then every ``AUxx_c``, each block in OpenFace's AU order with the AUs OpenFace
+    does not know (AU24, side-coded ones) after its own, by FACS number. aucli's ``AUxx_p``
+    probabilities have no OpenFace column and are left out. The writer must add 1 to ``frame``
+    (OpenFace numbers frames from 1) and write ``timestamp`` as seconds.
+    """
+    from aucli.aus import au_number, openface_column, parse_au
+
+    names = [parse_au(a) for a in au_names]
+
+    def ordered(reference: Sequence[str]) -> list[str]:
+        known = [a for a in reference if a in names]
+        return known + sorted((a for a in names if a not in reference), key=lambda a: (au_number(a), a))
+
+    pairs = [(c, c if i == 0 else f" {c}") for i, c in enumerate(OPENFACE_FRAME_COLUMNS)]
+    blocks = ([("r", OPENFACE_AUS_R)] if intensity else []) + [("c", OPENFACE_AUS_C)]
+    for suffix, reference in blocks:
+        pairs += [(openface_column(a, suffix), f" {openface_column(a, suffix)}") for a in ordered(reference)]
+    return pairs
 
 
 def read_openface(paths: Sequence[str | Path], *, au_names: Sequence[str] | None = None) -> LabelTable:
