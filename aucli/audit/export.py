@@ -130,6 +130,18 @@ def _question(record: AuditRecord, i: int) -> str:
             f"Is {f.au[i]} present on the orange frames?")
 
 
+def _check_project_folder(folder: Path, names: list[str]) -> None:
+    """Refuse, before writing anything, a project folder where one of ``names`` (or ``images/``)
+    leads outside it through a symbolic link: a rerun into an edited folder must not write
+    elsewhere. Files are then written atomically, so a link at a name is replaced, never followed."""
+    from aucli.fileio import resolve_inside
+
+    if not folder.exists():
+        return
+    for name in ["images", *names]:
+        resolve_inside(folder, name, f"the Label Studio folder {folder}")
+
+
 def write_label_studio(store, record: AuditRecord, folder: str | Path, *, top: int | None = None,
                        document_root: str | Path | None = None, size: int = 112) -> int:
     """Write a Label Studio project folder for the ``top`` best flags; returns the number of tasks.
@@ -141,20 +153,22 @@ def write_label_studio(store, record: AuditRecord, folder: str | Path, *, top: i
         document_root: Label Studio's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` (default ``folder``);
             image URLs are relative to it.
     """
-    from aucli.fileio import atomic_write_text
+    from aucli.fileio import atomic_write_bytes, atomic_write_text
 
     folder = Path(folder)
+    flags = record.flags
+    n = len(flags) if top is None else min(top, len(flags))
+    names = [f"images/flag_{int(flags.rank[i]):05d}.png" for i in range(n)]
+    _check_project_folder(folder, [*names, "tasks.json", "labeling_config.xml", "README.txt"])
     images = folder / "images"
     images.mkdir(parents=True, exist_ok=True)
     root = Path(document_root).resolve() if document_root else folder.resolve()
-    flags = record.flags
-    n = len(flags) if top is None else min(top, len(flags))
     position = _position_index(record)
     frames = sequence_frames(store, record)
     tasks = []
     for i in range(n):
-        image_path = images / f"flag_{int(flags.rank[i]):05d}.png"
-        image_path.write_bytes(png_bytes(flag_strip(store, record, i, size=size, position=position, frames=frames)))
+        image_path = folder / names[i]
+        atomic_write_bytes(image_path, png_bytes(flag_strip(store, record, i, size=size, position=position, frames=frames)))
         relative = os.path.relpath(image_path.resolve(), root).replace(os.sep, "/")
         model_says = "present" if flags.kind[i] == "missed" else "absent"
         tasks.append({

@@ -127,7 +127,9 @@ def run(
     (.h5). The preprocess face pipeline finds and aligns the faces (same options as `aucli
     preprocess`), and the model scores them in batches across frames and inputs while the next
     frames are decoded. A table that exists is skipped, so an interrupted run is resumed by
-    running it again; an unreadable input is a warning, not a stop.
+    running it again; an unreadable input is a warning, not a stop. The exit status is 1 when no
+    input was predicted (docs/exit-codes.md). --out must be new, empty, or an earlier predict
+    output (with its predictions.json).
 
     \b
     Examples:
@@ -142,7 +144,7 @@ def run(
 
         raise UsageError(checkpoint_choices())
     from aucli.console import err_console
-    from aucli.engine.predict import render_predict_summary, run_predict
+    from aucli.engine.predict import check_predicted_any, render_predict_summary, run_predict
 
     options = face_options_from(**face_values, device=detector_device(detector_device_name))
     summary = run_predict(
@@ -167,6 +169,7 @@ def run(
         echo_json(summary.as_dict())
     else:
         render_predict_summary(summary)
+    check_predicted_any(summary)
 
 
 @predict.command("merge")

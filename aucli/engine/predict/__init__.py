@@ -19,13 +19,14 @@ from aucli.engine.predict.media import predict_sources
 from aucli.engine.predict.run import run_predict
 from aucli.engine.predict.sources import parse_shard, shard_of
 from aucli.engine.predict.store import STORE_SUFFIXES, is_store_path, predict_store
-from aucli.engine.predict.summary import InputOutcome, PredictSummary, render_predict_summary
+from aucli.engine.predict.summary import InputOutcome, PredictSummary, check_predicted_any, render_predict_summary
 
 __all__ = [
     "STORE_SUFFIXES",
     "InputOutcome",
     "PredictSummary",
     "Predictor",
+    "check_predicted_any",
     "checkpoint_identity",
     "is_store_path",
     "parse_shard",

@@ -21,7 +21,8 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from aucli.engine.predict.inference import Predictor, same_checkpoint
 from aucli.engine.predict.summary import InputOutcome, PredictSummary
 from aucli.engine.predict.tables import table_columns, table_counts
 from aucli.errors import UsageError
-from aucli.fileio import atomic_write_bytes, json_safe
+from aucli.fileio import atomic_write_bytes, json_safe, resolve_inside
 from aucli.media.sources import MediaSource, natural_key
 
 __all__ = [
@@ -40,6 +41,8 @@ __all__ = [
     "MANIFEST_NAME",
     "MediaPlan",
     "check_folder",
+    "check_out_folder",
+    "check_table_slots",
     "finish_manifest",
     "keys_digest",
     "new_manifest",
@@ -81,7 +84,12 @@ def keys_digest(keys: Sequence[str]) -> str:
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:
-    """The folder's ``predictions.json``, checked for format; None when the folder has none."""
+    """The folder's ``predictions.json``, checked for format; None when the folder has none.
+
+    Every table name it lists is checked to lie inside ``folder`` (no absolute name, no ``..``, no
+    symlink out of it), before anything is read, written or deleted: an edited or crafted manifest
+    is refused with one error and nothing touched.
+    """
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
         return None
@@ -92,7 +100,39 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise UsageError(f"{path} is not an aucli predictions manifest (expected format {MANIFEST_FORMAT!r}, found {found!r})")
+    _check_fields(path, manifest)
+    for entry in manifest.get("inputs", []):
+        if entry.get("table"):
+            resolve_inside(folder, entry["table"], str(path))
     return manifest
+
+
+#: Fields a manifest may hold, and their JSON types (None: may be null).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "checkpoint": (dict,), "face_options": (dict, type(None)), "shard": (dict, type(None)), "corpus": (dict,),
+    "inputs": (list,), "problems": (list,),
+}  # fmt: skip
+_STATUSES = ("pending", "done", "failed")
+
+
+def _check_fields(path: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuse a manifest whose fields are not of the types aucli writes (it was edited)."""
+    edited = "; it was edited or does not come from aucli predict (nothing was changed)"
+    for name, types in _FIELD_TYPES.items():
+        if name in manifest and not isinstance(manifest[name], types):
+            raise UsageError(f"{path}: {name!r} is a {type(manifest[name]).__name__}, not what aucli predict writes{edited}")
+    shard = manifest.get("shard")
+    if shard is not None and not all(isinstance(shard.get(k), int) for k in ("index", "count")):
+        raise UsageError(f"{path}: 'shard' is not {{index, count}}{edited}")
+    for k, entry in enumerate(manifest.get("inputs", []), start=1):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("key"), str)
+            and isinstance(entry.get("table", ""), str)
+            and entry.get("status") in _STATUSES
+            and all(type(entry.get(n, 0)) is int for n in ("frames", "faces"))
+        ):
+            raise UsageError(f"{path}: input {k} is not an entry aucli predict writes (key, table, status, frames, faces){edited}")
 
 
 def write_manifest(folder: str | Path, manifest: Mapping[str, Any]) -> Path:
@@ -101,6 +141,56 @@ def write_manifest(folder: str | Path, manifest: Mapping[str, Any]) -> Path:
     text = json.dumps(json_safe(dict(manifest)), indent=2) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))
     return path
+
+
+# ------------------------------------------------------------------------------------ the folder's files
+def _own_leftover(name: str) -> bool:
+    """A file aucli leaves in an output folder before its manifest exists: an atomic write's
+    temporary file (``.NAME.XXXX.tmp``) or the worker processes' parts folder (``..predict.parts``)."""
+    return name.startswith(".") and name.endswith((".tmp", ".parts"))
+
+
+def _shown(name: str) -> str:
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def check_out_folder(out: Path, previous: Mapping[str, Any] | None) -> None:
+    """Refuse an existing output folder without a manifest that holds anything aucli did not write.
+
+    A folder with ``predictions.json`` is aucli's (its manifest says which tables are). One without
+    it must be empty apart from leftovers of an aucli run killed before its first manifest
+    (:func:`_own_leftover`): otherwise its files (label CSVs, say) could share a table's name and
+    be read as a table, or replaced with ``--overwrite``.
+    """
+    if previous is not None or not out.is_dir():
+        return
+    foreign = sorted(_shown(p.name) for p in out.iterdir() if not _own_leftover(p.name))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise UsageError(
+            f"--out {out} holds files aucli predict did not write ({shown}) and no {MANIFEST_NAME}; "
+            "give a new or empty folder (nothing was changed)"
+        )
+
+
+def check_table_slots(out: Path, previous: Mapping[str, Any] | None, names: Iterable[str]) -> None:
+    """Refuse table names that would touch a file aucli did not write or reach outside ``out``.
+
+    A file already at a table's name must be listed in the folder's manifest (``previous``): aucli
+    writes the manifest, naming every table of the run, before its first table. And no name may
+    lead out of ``out`` through a symbolic link in it. Called before anything is written or deleted.
+    """
+    listed = {e["table"].lower() for e in (previous or {}).get("inputs", []) if e.get("table")}
+    base = out.resolve()
+    for name in names:
+        path = out / name
+        if (path.exists() or path.is_symlink()) and name.lower() not in listed:
+            raise UsageError(
+                f"{path} exists but {out / MANIFEST_NAME} does not list it: aucli predict did not write it; "
+                "move it away or choose another --out (nothing was changed)"
+            )
+        if not path.resolve().is_relative_to(base):
+            raise UsageError(f"{path} leads outside {out} (a symbolic link in the folder); refusing to write it (nothing was changed)")
 
 
 # ------------------------------------------------------------------------------------ a run's manifest
@@ -204,6 +294,7 @@ def plan_inputs(
     plan = MediaPlan(names=dict(names))
     if resumed and manifest["shard"] is None:
         _keep_earlier_entries(plan, recorded, manifest, keys)
+    check_table_slots(out, previous, (plan.names[s.key] for s in sources))
     for source in sources:
         plan.entries[source.key] = _plan_source(out, source, plan, recorded.get(source.key), overwrite, summary)
     manifest["inputs"] = sorted(plan.entries.values(), key=lambda e: natural_key(e["key"]))
@@ -242,6 +333,7 @@ def _plan_source(
         )
         return entry
     if overwrite and old is not None and old.get("table") and old["table"] != table:
+        resolve_inside(out, old["table"], str(out / MANIFEST_NAME))  # read_manifest checked it too
         (out / old["table"]).unlink(missing_ok=True)  # our own table of the earlier run, under another name
     plan.todo.append(source)
     return entry

@@ -32,6 +32,7 @@ from aucli.engine.predict.manifest import (
     MANIFEST_INTERVAL,
     MediaPlan,
     check_folder,
+    check_out_folder,
     finish_manifest,
     new_manifest,
     plan_inputs,
@@ -106,6 +107,7 @@ def predict_sources(
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder for the prediction tables")
     previous = read_manifest(out) if out.is_dir() else None
+    check_out_folder(out, previous)
     found = find_inputs(inputs, pattern=pattern, root=root)
     keys = found.keys
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor(checkpoint, device=device, precision=precision, backbone_weights=backbone_weights)

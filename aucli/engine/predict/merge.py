@@ -7,7 +7,10 @@ digest). The merge checks, before writing anything, that:
 - every folder is a finished predict output (no input left ``pending``);
 - all come from the same checkpoint files, table format and face options;
 - all are shards of the same corpus with the same n, each shard 1..n exactly once;
-- no input appears in two shards, and together they cover the corpus' every key.
+- no input appears in two shards, and together they cover the corpus' every key;
+- every table a shard's manifest names lies inside that shard folder, and lands inside the output
+  folder, where it replaces no file aucli did not write (an output folder without a manifest must be
+  new or empty): a crafted manifest cannot make the merge read or overwrite a file elsewhere.
 
 Then the tables are copied (each atomically) into the output folder, and a merged manifest is
 written last, without a shard: the result reads like one unsharded run. Inputs that failed in
@@ -26,9 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from aucli.console import warn
-from aucli.engine.predict.manifest import MANIFEST_NAME, keys_digest, read_manifest, utc_now, write_manifest
+from aucli.engine.predict.manifest import (
+    MANIFEST_NAME,
+    check_out_folder,
+    check_table_slots,
+    keys_digest,
+    read_manifest,
+    utc_now,
+    write_manifest,
+)
 from aucli.errors import UsageError
-from aucli.fileio import file_mode
+from aucli.fileio import file_mode, resolve_inside
 from aucli.media.sources import natural_key
 
 __all__ = ["MergeSummary", "merge_predictions", "render_merge_summary"]
@@ -99,6 +110,8 @@ def merge_predictions(folders: Sequence[str | Path], out: str | Path, *, overwri
         raise UsageError(f"{out} already holds predictions; choose a new --out, or --overwrite to replace them")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder")
+    check_out_folder(out, previous)
+    check_table_slots(out, previous, (entry["table"] for _, entry in entries if entry.get("status") == "done"))
     out.mkdir(parents=True, exist_ok=True)
     summary = MergeSummary(out=out, folders=paths, shards=count, checkpoint=manifests[0]["checkpoint"], inputs=len(entries))
     merged_inputs = [_copy_entry(folder, entry, out, summary) for folder, entry in entries]
@@ -194,7 +207,9 @@ def _check_inputs(paths: list[Path], manifests: list[dict[str, Any]]) -> list[tu
 def _copy_entry(folder: Path, entry: dict[str, Any], out: Path, summary: MergeSummary) -> dict[str, Any]:
     """Copy a done input's table into ``out`` (a failed one is reported); returns its merged entry."""
     if entry.get("status") == "done":
-        _copy_atomic(folder / entry["table"], out / entry["table"])
+        source = resolve_inside(folder, entry["table"], str(folder / MANIFEST_NAME))  # read_manifest checked it too
+        resolve_inside(out, entry["table"], str(folder / MANIFEST_NAME))  # and check_table_slots this
+        _copy_atomic(source, out / entry["table"])
         summary.done += 1
         summary.tables += 1
         summary.frames += int(entry.get("frames", 0))

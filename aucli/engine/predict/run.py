@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from aucli.engine.predict.inference import Predictor
+from aucli.engine.predict.manifest import check_out_folder, read_manifest
 from aucli.engine.predict.media import predict_sources
 from aucli.engine.predict.sources import parse_shard
 from aucli.engine.predict.store import is_store_path, predict_store
@@ -73,3 +74,6 @@ def _check_inputs(stores: list[Path], media: list, out_dir: str | Path | None, r
     if media:
         check_table_format(media_options.get("table_format", "csv"))
         parse_shard(media_options.get("shard"))
+        out = Path(out_dir).expanduser()  # type: ignore[arg-type]
+        if out.is_dir():  # a folder aucli may not write into is refused before the checkpoint loads
+            check_out_folder(out, read_manifest(out))

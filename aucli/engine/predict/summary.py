@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["InputOutcome", "PredictSummary", "render_predict_summary"]
+from aucli.errors import MediaError
+
+__all__ = ["InputOutcome", "PredictSummary", "check_predicted_any", "render_predict_summary"]
 
 
 @dataclass
@@ -92,6 +94,19 @@ class PredictSummary:
             "outcomes": [dataclasses.asdict(o) for o in self.outcomes],
             "problems": list(self.problems),
         }
+
+
+def check_predicted_any(summary: PredictSummary) -> None:
+    """Raise when every input of the run failed: the command exits 1 after printing its summary.
+
+    An input whose table (or store run) is written counts, also one without a face (its table
+    holds a row per sampled frame with ``success`` 0), and so does one skipped because its table
+    was already there. A run with no input at all (an empty shard) raises nothing. The same rule as
+    :func:`aucli.preprocess.check_stored_any` (docs/exit-codes.md).
+    """
+    if not summary.outcomes or any(o.status != "failed" for o in summary.outcomes):
+        return
+    raise MediaError(f"no input was predicted ({summary.count('failed')} failed); see the problems above")
 
 
 def render_predict_summary(summary: PredictSummary) -> None:

@@ -310,6 +310,17 @@ def read_table(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def table_counts(path: str | Path) -> tuple[int, int]:
-    """(sampled frames, face rows) of a written table."""
-    columns = read_table(path)
-    return int(np.unique(columns["frame"]).size), int((columns["success"] == 1).sum())
+    """(sampled frames, face rows) of a written table.
+
+    Raises:
+        UsageError: the file is not a table :func:`write_table` wrote (another CSV with the same
+            name, a damaged file).
+    """
+    try:
+        columns = read_table(path)
+        return int(np.unique(columns["frame"]).size), int((columns["success"] == 1).sum())
+    except (KeyError, IndexError, ValueError, UnicodeDecodeError, OSError) as error:
+        raise UsageError(
+            f"{path} is not a prediction table aucli wrote ({type(error).__name__}: {error}); move it away, "
+            "or delete it to predict that input again"
+        ) from None
