@@ -143,8 +143,12 @@ def test_a_manifest_with_fields_of_the_wrong_type_is_one_error(runner, predicted
     shutil.copytree(predicted, out)
     edit_manifest(out, "a.mp4", frames="many")
     assert_refused(predict(runner, [media], checkpoint, out), "input 1 is not an entry aucli predict writes")
-    (out / "predictions.json").write_text(json.dumps({"format": "aucli-predictions-1", "inputs": {"a.mp4": "a.csv"}}))
+    manifest = json.loads((predicted / "predictions.json").read_text())
+    (out / "predictions.json").write_text(json.dumps(dict(manifest, inputs={"a.mp4": "a.csv"})))
     assert_refused(predict(runner, [media], checkpoint, out), "'inputs' is a dict, not what aucli predict writes")
+    del manifest["checkpoint"]
+    (out / "predictions.json").write_text(json.dumps(manifest))
+    assert_refused(merge(runner, [out], tmp_path / "merged"), "'checkpoint' is missing; it was edited")
 
 
 # -- predict into a folder aucli did not write ------------------------------------------------------------

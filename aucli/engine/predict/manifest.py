@@ -107,7 +107,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
     return manifest
 
 
-#: Fields a manifest may hold, and their JSON types (None: may be null).
+#: Fields every manifest holds, and their JSON types (NoneType: may be null).
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "checkpoint": (dict,), "face_options": (dict, type(None)), "shard": (dict, type(None)), "corpus": (dict,),
     "inputs": (list,), "problems": (list,),
@@ -119,7 +119,9 @@ def _check_fields(path: Path, manifest: Mapping[str, Any]) -> None:
     """Refuse a manifest whose fields are not of the types aucli writes (it was edited)."""
     edited = "; it was edited or does not come from aucli predict (nothing was changed)"
     for name, types in _FIELD_TYPES.items():
-        if name in manifest and not isinstance(manifest[name], types):
+        if name not in manifest:
+            raise UsageError(f"{path}: {name!r} is missing{edited}")
+        if not isinstance(manifest[name], types):
             raise UsageError(f"{path}: {name!r} is a {type(manifest[name]).__name__}, not what aucli predict writes{edited}")
     shard = manifest.get("shard")
     if shard is not None and not all(isinstance(shard.get(k), int) for k in ("index", "count")):
@@ -130,6 +132,7 @@ def _check_fields(path: Path, manifest: Mapping[str, Any]) -> None:
             and isinstance(entry.get("key"), str)
             and isinstance(entry.get("table", ""), str)
             and entry.get("status") in _STATUSES
+            and (entry["status"] != "done" or entry.get("table"))
             and all(type(entry.get(n, 0)) is int for n in ("frames", "faces"))
         ):
             raise UsageError(f"{path}: input {k} is not an entry aucli predict writes (key, table, status, frames, faces){edited}")
