@@ -10,6 +10,10 @@ Accepted files:
 
 Values of ``corrected``: ``1`` / ``present`` / ``yes``; ``0`` / ``absent`` / ``no``; ``-1`` /
 ``unknown`` (the frames become uncoded); empty / ``unsure`` / ``skip``: no change.
+
+A queue names store keys (``source``) and label sets, never a file to open: a Label Studio task's
+``image`` is ignored, so an edited or crafted queue cannot make ``apply`` read or write a file
+elsewhere (tests/test_faults_manifests.py).
 """
 
 from __future__ import annotations
