@@ -68,6 +68,7 @@ __all__ = [
     "events_table",
     "find_events",
     "find_runs",
+    "frame_rates",
     "match_events",
     "segment_ids",
     "sequence_order",
@@ -127,6 +128,26 @@ def segment_ids(source, track, frame, *, max_gap: float = 2.0) -> np.ndarray:
         typical[seq_sorted[starts]] = step_sorted[starts + (counts - 1) // 2]
     breaks = new_sequence | (step > max_gap * typical[sequence])
     return np.cumsum(breaks) - 1
+
+
+def frame_rates(frames, timestamps, segments) -> np.ndarray:
+    """``(n,)`` frames per second of each row, from the clock: per segment, 1 / the median of
+    ``(t[i+1] - t[i]) / (frame[i+1] - frame[i])`` over its consecutive rows; NaN where a segment has
+    no two timed rows (frame folders and images have no clock)."""
+    frames = np.asarray(frames, dtype=np.float64).reshape(-1)
+    stamps = np.asarray(timestamps, dtype=np.float64).reshape(-1)
+    blocks = _segment_blocks(segments, frames.size)
+    out = np.full(frames.size, np.nan)
+    if frames.size < 2:
+        return out
+    same = blocks[1:] == blocks[:-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_frame = np.diff(stamps) / np.diff(frames)
+    usable = same & np.isfinite(per_frame) & (per_frame > 0)
+    for block in np.unique(blocks[1:][usable]):
+        seconds = float(np.median(per_frame[usable & (blocks[1:] == block)]))
+        out[blocks == block] = 1.0 / seconds
+    return out
 
 
 def _segment_blocks(segments, n_rows: int) -> np.ndarray:

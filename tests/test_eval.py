@@ -84,3 +84,37 @@ def test_eval_mistakes(trained, runner, tmp_path):
     (tmp_path / "bogus.safetensors").write_bytes(b"")
     result = runner.invoke(cli, ["eval", str(bogus), str(other)])
     assert result.exit_code == 1 and "is not an aucli checkpoint" in result.output
+
+
+def test_event_f1_beside_frame_f1_and_smoothing(trained, runner):
+    checkpoint, other = trained
+    result = evaluate_checkpoint(checkpoint, other, device="cpu")
+    events = result.events
+    assert events is not None and result.events_smoothed is None
+    assert events.frame_f1.tolist() == pytest.approx(result.report.f1.tolist(), nan_ok=True)
+    # the true events, counted by hand: runs of 1s over each subject's frames (one source each, frames in order)
+    from aucli.store import open_store
+
+    with open_store(other) as opened:
+        labels = opened.read_labels("human").occurrence
+        source = opened.face_table(["source"])["source"]
+    expected = []
+    for k in range(labels.shape[1]):
+        runs = 0
+        for s in np.unique(source):
+            column = labels[source == s, k]
+            runs += int(np.sum((column == 1) & np.r_[True, column[:-1] != 1]))
+        expected.append(runs)
+    assert events.events.n_reference.tolist() == expected
+    assert (events.events.matched <= np.minimum(events.events.n_reference, events.events.n_other)).all()
+
+    missing_clock = runner.invoke(cli, ["eval", str(checkpoint), str(other), "--smooth"])
+    assert missing_clock.exit_code == 2 and "have no clock (frame folders); give --fps" in missing_clock.output
+    smoothed = runner.invoke(cli, ["eval", str(checkpoint), str(other), "--smooth", "--fps", "30", "--json"])
+    assert smoothed.exit_code == 0, smoothed.output
+    payload = json.loads(smoothed.output)
+    assert payload["events"]["per_au"]["events_true"] == expected
+    assert payload["events_smoothed"]["per_au"]["events_true"] == expected
+    assert payload["events_smoothed"]["title"] == "Events after HMM smoothing"
+    table = runner.invoke(cli, ["eval", str(checkpoint), str(other), "--min-iou", "0.3"])
+    assert table.exit_code == 0 and "Events at the thresholds (temporal IoU >= 0.3)" in table.output

@@ -13,6 +13,7 @@ from aucli.events import (
     event_agreement,
     events_table,
     find_runs,
+    frame_rates,
     match_events,
     smooth_probabilities,
     transition_rates,
@@ -145,3 +146,10 @@ def test_events_table_smooths_and_splits_at_gaps():
     assert split.records()[1]["onset_s"] == pytest.approx(46 / 30 + 1.0)
     with pytest.raises(UsageError, match="n_frames, 2"):
         events_table(on, 30.0, au_names=["AU6", "AU12"])
+
+
+def test_frame_rates_from_the_clock():
+    frames = np.array([0, 2, 4, 6, 0, 1, 2, 0])
+    stamps = np.array([0.0, 0.08, 0.16, 0.24, 1.0, 1.04, 1.08, np.nan])  # 25 fps sampled every 2nd frame; 25 fps; no clock
+    rates = frame_rates(frames, stamps, segments=[0, 0, 0, 0, 1, 1, 1, 2])
+    assert rates[:7] == pytest.approx([25.0] * 7) and np.isnan(rates[7])

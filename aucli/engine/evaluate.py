@@ -5,6 +5,12 @@ corpora share: each model AU is matched to a label-set AU by name, or through an
 (``--au-map AU1=AU1,AU12=AU12``). Thresholds may be re-fitted on a labelled part of the new corpus
 (``--refit-thresholds --subjects ...``); the model is then scored on the remaining subjects and a new
 checkpoint with the re-fitted thresholds is written.
+
+Beside frame F1, events are scored (:mod:`aucli.events`): the scored faces are put in sequence
+order, true events (runs of 1s) are matched one-to-one by temporal IoU with predicted events (runs
+of ``p >= threshold``), and event F1 is reported per AU. With ``smooth`` the probabilities are first
+smoothed by the two-state HMM (frame rates from the store's clock, or ``fps`` for sources without
+one) and frame and event F1 are reported again on the smoothed probabilities.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import torch
 from torch import nn
 
 from aucli.errors import StoreError, UsageError
+from aucli.events import DEFAULT_MIN_IOU, EventReport, event_agreement, frame_rates, segment_ids, sequence_order, smooth_probabilities
 from aucli.engine.data import AugmentedFaces, FaceTransform, ShardBatchSampler, label_columns, make_loader, normalize, resolve_label_set
 from aucli.engine.distributed import DistContext, gather_rows
-from aucli.metrics import MetricReport, evaluate, fit_thresholds
+from aucli.metrics import MetricReport, evaluate, f1_scores, fit_thresholds
 
 __all__ = ["autocast_for", "predict_logits", "EvalResult", "evaluate_checkpoint"]
 
@@ -94,6 +101,8 @@ class EvalResult:
 
     ``au_pairs``: model AU -> label-set AU that were scored. ``report`` is at the checkpoint's (or the
     re-fitted) thresholds, ``report_at_half`` at 0.5. ``refit_on``: subjects thresholds were fitted on.
+    ``events``: frame and event F1 at those thresholds; ``events_smoothed``: the same after HMM
+    smoothing (None unless asked for).
     """
 
     checkpoint: Path
@@ -108,6 +117,8 @@ class EvalResult:
     refit_on: list[str] = field(default_factory=list)
     new_checkpoint: Path | None = None
     in_sample: bool = False
+    events: EventReport | None = None
+    events_smoothed: EventReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +134,8 @@ class EvalResult:
             "new_checkpoint": str(self.new_checkpoint) if self.new_checkpoint else None,
             "report": self.report.to_dict(),
             "report_at_0.5": self.report_at_half.to_dict(),
+            "events": self.events.to_dict() if self.events is not None else None,
+            "events_smoothed": self.events_smoothed.to_dict() if self.events_smoothed is not None else None,
         }
 
 
@@ -139,6 +152,9 @@ def evaluate_checkpoint(
     batch_size: int = 64,
     num_workers: int = 0,
     backbone_weights: str | None = None,
+    min_iou: float = DEFAULT_MIN_IOU,
+    smooth: bool = False,
+    fps: float | None = None,
 ) -> EvalResult:
     """Score a checkpoint on a store's label set, on the AUs the two share.
 
@@ -152,6 +168,9 @@ def evaluate_checkpoint(
             thresholds on these subjects' frames and score the other subjects.
         refit_thresholds: re-fit thresholds (needs ``subjects`` and ``out``).
         out: where the checkpoint with re-fitted thresholds goes (``NAME.safetensors`` / ``NAME``).
+        min_iou: temporal IoU at which a predicted event matches a true one.
+        smooth: also score the HMM-smoothed probabilities (:func:`aucli.events.smooth_probabilities`).
+        fps: frame rate of sources without a clock (frame folders); needed by ``smooth`` there.
     """
     from aucli.engine.distributed import resolve_device
     from aucli.model.checkpoint import load_model_checkpoint
@@ -186,11 +205,45 @@ def evaluate_checkpoint(
     title = f"{Path(checkpoint).name} on {Path(store).name} / {label_set}"
     report = evaluate(probs[scored], truth[scored], au_names=names, thresholds=thresholds, title=title)
     at_half = evaluate(probs[scored], truth[scored], au_names=names, thresholds=0.5, title=f"{title} (threshold 0.5)")
+    events, smoothed = _event_reports(store, dataset.rows[scored], probs[scored], truth[scored], thresholds, names,
+                                      min_iou=min_iou, smooth=smooth, fps=fps)
     return EvalResult(
         checkpoint=Path(checkpoint), store=Path(store), label_set=label_set, au_pairs=pairs, report=report,
         report_at_half=at_half, n_faces=int(scored.sum()), subjects=sorted(set(face_subjects[scored].tolist())),
         thresholds=np.asarray(thresholds), refit_on=refit_on, new_checkpoint=new_checkpoint, in_sample=in_sample,
+        events=events, events_smoothed=smoothed,
     )
+
+
+def _event_reports(store: str | Path, rows: np.ndarray, probs: np.ndarray, truth: np.ndarray, thresholds: np.ndarray,
+                   names: list[str], *, min_iou: float, smooth: bool,
+                   fps: float | None) -> tuple[EventReport, EventReport | None]:
+    """Frame F1 and event F1 of the scored faces in sequence order; again after HMM smoothing when ``smooth``."""
+    from aucli.store import CorpusStore
+
+    with CorpusStore.open(store) as opened:
+        faces = {k: v[rows] for k, v in opened.face_table(["source", "track", "frame", "timestamp"]).items()}
+        keys = {record.index: record.key for record in opened.sources(latest=False)}
+    order = sequence_order(faces["source"], faces["track"], faces["frame"])
+    faces = {k: v[order] for k, v in faces.items()}
+    probs, truth = probs[order], truth[order]
+    segments = segment_ids(faces["source"], faces["track"], faces["frame"])
+    predicted = (probs >= thresholds).astype(np.int8)
+    events = EventReport(names, f1_scores(probs, truth, thresholds), event_agreement(truth, predicted, segments, min_iou=min_iou),
+                         title="Events at the thresholds")
+    if not smooth:
+        return events, None
+    rates = frame_rates(faces["frame"], faces["timestamp"], segments)
+    if fps is not None:
+        rates = np.where(np.isfinite(rates), rates, fps)
+    if not np.isfinite(rates).all():
+        unclocked = sorted({keys[int(s)] for s in faces["source"][~np.isfinite(rates)]})
+        raise UsageError(f"--smooth needs frame rates: {', '.join(unclocked[:5])}{' ...' if len(unclocked) > 5 else ''} "
+                         "have no clock (frame folders); give --fps")
+    smoothed = smooth_probabilities(probs, rates, frames=faces["frame"], segments=segments)
+    decided = (smoothed >= thresholds).astype(np.int8)
+    return events, EventReport(names, f1_scores(smoothed, truth, thresholds),
+                               event_agreement(truth, decided, segments, min_iou=min_iou), title="Events after HMM smoothing")
 
 
 def _scored_faces(loaded: Any, store: str | Path, labels: str | None, au_map: Mapping[str, str] | str | None,
