@@ -107,3 +107,27 @@ def test_import_errors(runner, store, tmp_path) -> None:
     assert result.exit_code == 2 and "invalid label set name 'bad name'" in flat(result.output)
     with open_store(store) as opened:
         assert opened.label_sets() == []
+
+
+def test_label_set_events(runner, store, tmp_path) -> None:
+    runner.invoke(cli, ["labels", "import", str(store), str(tmp_path / "F001_T1.csv"), "--format", "bp4d", "--as", "human",
+                        "--aus", "1,2,4"])
+    # F001/T1 frames 1, 2, 3: AU1 coded 1, 1, 0 -> one event [1, 2]; AU2 0, 1, 0 -> [2, 2]; AU4 never present
+    result = runner.invoke(cli, ["labels", "events", str(store), "human"])
+    assert result.exit_code == 2 and "source 'F001/T1' has no clock (a frame folder); give --fps" in flat(result.output)
+    out = tmp_path / "events.csv"
+    result = runner.invoke(cli, ["labels", "events", str(store), "human", "--fps", "25", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert [(t["source"], t["track"], t["fps"]) for t in payload] == [("F001/T1", 0, 25.0)]
+    events = payload[0]["events"]
+    assert [(e["au"], e["onset_frame"], e["apex_frame"], e["offset_frame"]) for e in events] == [("AU1", 1, 1, 2), ("AU2", 2, 2, 2)]
+    assert events[0]["onset_s"] == pytest.approx(1 / 25) and events[0]["duration_s"] == pytest.approx(2 / 25)
+    assert events[0]["peak_intensity"] is None  # BP4D occurrence codes carry no intensity
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("source,track,au,onset_frame,apex_frame,offset_frame,onset_s")
+    assert lines[1].startswith("F001/T1,0,AU1,1,1,2,0.040000,") and len(lines) == 3
+    table = runner.invoke(cli, ["labels", "events", str(store), "human", "--fps", "25", "--source", "F001/T1"])
+    assert table.exit_code == 0 and "2 event(s) of label set 'human' in 1 track(s)." in flat(table.output)
+    missing = runner.invoke(cli, ["labels", "events", str(store), "human", "--fps", "25", "--source", "F009/T1"])
+    assert missing.exit_code == 1 and "the store has no source 'F009/T1'" in flat(missing.output)

@@ -1,4 +1,4 @@
-"""``aucli labels``: list, import, export, rename and delete the label sets of a store."""
+"""``aucli labels``: list, import, export, rename, delete, compare and list the events of the label sets of a store."""
 
 from __future__ import annotations
 
@@ -55,15 +55,16 @@ def import_(store, files, label_format, name, aus, threshold, track, as_json) ->
 
     FILES are files, folders or globs. Frames are matched by (source, frame index), each format
     with its own convention: BP4D the number in the frame image's name, DISFA line k = video
-    frame k-1, OpenFace frame f = video frame f-1 (success = 0 rows unknown), CASME II the numbers
-    in img46.jpg, plain CSV the store's own frame index. Frames without labels and labels without
-    frames are reported.
+    frame k-1, OpenFace frame f = video frame f-1 (success = 0 rows unknown), py-feat frame f =
+    video frame f (AU probabilities, present at 0.5), CASME II the numbers in img46.jpg, plain CSV
+    the store's own frame index. Frames without labels and labels without frames are reported.
 
     \b
     Examples:
       aucli labels import bp4d.h5 BP4D/AUCoding/AU_OCC --format bp4d --as human
       aucli labels import disfa.h5 'DISFA/ActionUnit_Labels/*/*.txt' --format disfa --as human --threshold 1
       aucli labels import clips.h5 openface_out/ --format openface --as openface
+      aucli labels import clips.h5 pyfeat_out/ --format pyfeat --as pyfeat
       aucli labels import casme2.h5 CASME2-coding.csv --format casme2 --as coded
     """
     from aucli.aus import parse_au_list
@@ -166,6 +167,53 @@ def delete(store, name, yes) -> None:
             )
         opened.delete_labels(name)
     console.print(f"Deleted label set {name!r}.", highlight=False)
+
+
+@labels.command("events")
+@store_argument()
+@click.argument("name")
+@click.option("--source", "sources", multiple=True, help="Only this source key (repeatable).  [default: every source]")
+@click.option("--track", type=click.IntRange(min=0), help="Only this face track.  [default: every labelled track]")
+@click.option("--fps", type=click.FloatRange(0, min_open=True), help="Frame rate of sources without a clock (frame folders).")
+@click.option("--out", "-o", type=click.Path(dir_okay=False, writable=True), help="Write the events as CSV here.")
+@json_option
+def events(store, name, sources, track, fps, out, as_json) -> None:
+    """List the events of a label set: per AU, onset, apex and offset (frames and seconds), duration
+    and peak intensity, per source and track.
+
+    An event is a run of frames coded 1; a 0, an unknown label or a gap of more than two usual
+    frame steps ends it. The apex is the frame of the highest intensity when the set has
+    intensities (docs/events.md).
+
+    \b
+    Examples:
+      aucli labels events disfa.h5 human --source SN001/LeftVideoSN001_comp.avi
+      aucli labels events bp4d.h5 human --fps 25 --out human_events.csv
+    """
+    from rich.table import Table
+
+    from aucli.console import console
+    from aucli.fileio import atomic_write_text
+    from aucli.labels.events import events_csv, label_set_events
+
+    tracks = label_set_events(store, name, sources=list(sources) or None, track=track, fps=fps)
+    if out:
+        atomic_write_text(out, events_csv(tracks))
+    if as_json:
+        echo_json([{"source": t.source, "track": t.track, "fps": t.table.fps, "events": t.table.records()} for t in tracks])
+        return
+    for item in tracks:
+        table = Table(title=f"{item.source}, track {item.track} ({item.table.fps:g} fps)")
+        for column in ("AU", "onset", "apex", "offset", "onset s", "offset s", "duration s", "peak intensity"):
+            table.add_column(column, justify="left" if column == "AU" else "right")
+        for row in item.table.records():
+            peak = "-" if row["peak_intensity"] is None else f"{row['peak_intensity']:.2f}"
+            table.add_row(row["au"], str(row["onset_frame"]), str(row["apex_frame"]), str(row["offset_frame"]),
+                          f"{row['onset_s']:.3f}", f"{row['offset_s']:.3f}", f"{row['duration_s']:.3f}", peak)
+        console.print(table)
+    total = sum(len(t.table) for t in tracks)
+    written = f"; written to {out}" if out else ""
+    console.print(f"{total} event(s) of label set {name!r} in {len(tracks)} track(s){written}.", highlight=False)
 
 
 from aucli.cli.labels_compare import compare  # noqa: E402  (aucli labels compare lives in its own module)
