@@ -151,6 +151,18 @@ def test_bp4d_frame_folders_are_numbered_like_bp4d(tmp_path: Path) -> None:
     assert labels.frames.tolist() == list(range(first, first + 12))
 
 
+def test_frame_folder_corpora_are_byte_identical_by_seed(tmp_path: Path) -> None:
+    """Every file, frames included: the reproducible form of a corpus (docs/reproducibility.md); the
+    H.264 videos are compared by their rendered pixels only (pixels_sha256), as libx264 does not always
+    give the same bytes for the same frames."""
+    config = dict(subjects=1, tasks=("T2",), frames=12, frame_folders=True)
+    one = make_corpus(_bp4d_config(tmp_path / "one", **config))
+    two = make_corpus(_bp4d_config(tmp_path / "two", **config))
+    first, second = _files(one.root), _files(two.root)
+    assert any(name.endswith(".jpg") for name in first) and first == second
+    assert [r["pixels_sha256"] for r in one.recordings] == [r["pixels_sha256"] for r in two.recordings]
+
+
 def test_disfa_layout(tmp_path: Path) -> None:
     manifest = make_corpus(CorpusConfig(tmp_path / "disfa", layout="disfa", subjects=1, tasks=("T1", "T3"), frames=30, size=96, noise="realistic", seed=1))
     rec = manifest.recordings[0]
