@@ -128,23 +128,42 @@ def test_other_architectures_are_refused() -> None:
         AUFormer(ModelConfig(backbone="vit_base_patch16_224", backbone_overrides=dict(TINY, class_token=False, global_pool="avg"), img_size=32))
 
 
-def test_gradient_checkpointing_gives_the_experts_the_same_gradients() -> None:
+@pytest.mark.parametrize("scope", ["block", "backbone"])
+def test_gradient_checkpointing_gives_the_experts_the_same_gradients(scope: str) -> None:
     torch.manual_seed(0)
-    model = AUFormer(tiny_config(4, expert_supervision="all")).train()
+    model = AUFormer(tiny_config(4, expert_supervision="all"), checkpoint_scope=scope).train()
     randomise_up_projections(model)
     images = torch.randn(2, 3, 32, 32)
-    results = []
+    calls = {"attn": 0, "experts": 0}
+    model.backbone.blocks[-1].attn.register_forward_pre_hook(lambda *_: calls.__setitem__("attn", calls["attn"] + 1))
+    model.attn_experts[-1].register_forward_pre_hook(lambda *_: calls.__setitem__("experts", calls["experts"] + 1))
+    results, counts = [], []
     for enabled in (False, True):
+        calls.update(attn=0, experts=0)
         model.zero_grad(set_to_none=True)
         model.set_grad_checkpointing(enabled)
         out = model(images)
         (out.logits.square().sum() + out.expert_logits.square().sum()).backward()
         results.append((out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
+        counts.append(dict(calls))
     (plain_logits, plain_grads), (ckpt_logits, ckpt_grads) = results
     torch.testing.assert_close(ckpt_logits, plain_logits)
+    # Without checkpointing each module of the last block runs once; with it the backward pass runs the
+    # recomputed part again (block 0's attention is not recomputed: no gradient flows through it).
+    # Pre-hooks count the calls: a recomputation stops early, once its saved tensors are back.
+    assert counts[0] == {"attn": 1, "experts": 1}
+    assert counts[1] == ({"attn": 2, "experts": 2} if scope == "block" else {"attn": 2, "experts": 1})
     assert ckpt_grads["attn_experts.0.down_weight"].abs().max() > 0  # the experts of the first block learn
     for name, grad in plain_grads.items():
-        torch.testing.assert_close(ckpt_grads[name], grad, msg=name, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(ckpt_grads[name], grad, msg=name, atol=1e-5, rtol=1e-5)
+
+
+def test_checkpoint_scope_is_checked() -> None:
+    with pytest.raises(ModelError, match="checkpoint_scope must be one of block, backbone"):
+        AUFormer(tiny_config(2), checkpoint_scope="experts")  # type: ignore[arg-type]
+    model = AUFormer(tiny_config(2))
+    model.set_grad_checkpointing(True, scope="backbone")
+    assert (model.grad_checkpointing, model.checkpoint_scope) == (True, "backbone")
 
 
 def test_training_step_under_cpu_bf16_autocast() -> None:

@@ -141,3 +141,18 @@ def test_one_group_with_partner_equals_literal_experts() -> None:
         torch.testing.assert_close(knowledge1[:, :, i], k1, atol=TOLERANCE, rtol=TOLERANCE)
         torch.testing.assert_close(knowledge2[:, :, i], k2, atol=TOLERANCE, rtol=TOLERANCE)
     torch.testing.assert_close(second.mean_knowledge(g2, 0.5), 0.5 * knowledge2.mean(dim=2), atol=TOLERANCE, rtol=TOLERANCE)
+
+
+def test_grouped_equals_loop_per_expert_in_float32() -> None:
+    """The fast path in fp32 (what the CPU trains and predicts in) agrees with the reference within 1e-4."""
+    torch.manual_seed(7)
+    cfg = tiny_config(6, head_pool="both", expert_pool="both", expert_supervision="all")
+    model = AUFormer(cfg)
+    randomise(model, seed=7)
+    reference = ReferenceAUFormer(model)
+    images = torch.randn(3, 3, 48, 48)
+    with torch.no_grad():
+        out = model(images)
+        logits_ref, expert_ref = reference(images)
+    torch.testing.assert_close(out.logits, logits_ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out.expert_logits, expert_ref, atol=1e-4, rtol=1e-4)

@@ -21,7 +21,7 @@ norm2/mlp/ls2/drop_path2: ``Block.forward`` is never called (its signature chang
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -32,7 +32,13 @@ from aucli.errors import ModelError
 from aucli.model.backbone import backbone_data_config, check_backbone, create_backbone, freeze_backbone, resolve_backbone_source
 from aucli.nn import ExpertHeads, MainHead, MoKEGroup
 
-__all__ = ["AUFormerOutput", "AUFormer", "build_model", "checkpoint_tensors", "supervised_block_indices"]
+__all__ = ["AUFormerOutput", "AUFormer", "CheckpointScope", "build_model", "checkpoint_tensors", "supervised_block_indices"]
+
+#: What gradient checkpointing recomputes in the backward pass: each whole ``block`` (backbone
+#: sub-layers and experts), or only the frozen ``backbone`` sub-layers (attention and MLP), keeping
+#: the experts' activations.
+CheckpointScope = Literal["block", "backbone"]
+CHECKPOINT_SCOPES: tuple[str, ...] = ("block", "backbone")
 
 
 @dataclass
@@ -74,9 +80,21 @@ class AUFormer(nn.Module):
             None builds ``cfg.backbone`` with random weights.
         backbone_source: where the backbone's weights came from: "hub", a weight file's path, or
             "random" (recorded in checkpoints; a "random" backbone is saved with the checkpoint).
+        checkpoint_scope: what ``cfg.grad_checkpointing`` (or :meth:`set_grad_checkpointing`)
+            recomputes in the backward pass: ``"block"``, every whole block, experts included (least
+            memory); ``"backbone"``, only the frozen attention and MLP sub-layers, whose activations
+            are most of the memory and whose recomputation costs one backbone forward, while the
+            experts keep theirs (measured in docs/speed.md).
     """
 
-    def __init__(self, cfg: ModelConfig, backbone: nn.Module | None = None, *, backbone_source: str = "random") -> None:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        backbone: nn.Module | None = None,
+        *,
+        backbone_source: str = "random",
+        checkpoint_scope: CheckpointScope = "block",
+    ) -> None:
         super().__init__()
         vit = backbone if backbone is not None else create_backbone(cfg, weights="random")
         check_backbone(vit, cfg.backbone)
@@ -88,6 +106,7 @@ class AUFormer(nn.Module):
         self.num_prefix_tokens: int = int(vit.num_prefix_tokens)
         self.scale = float(cfg.moke.scale)
         self.grad_checkpointing = bool(cfg.grad_checkpointing)
+        self.checkpoint_scope: CheckpointScope = _check_scope(checkpoint_scope)
         has_cls = getattr(vit, "cls_token", None) is not None
         for key, pool in (("head_pool", cfg.head_pool), ("expert_pool", cfg.expert_pool)):
             if pool in ("cls", "both") and not has_cls:
@@ -121,9 +140,12 @@ class AUFormer(nn.Module):
         self.backbone.eval()
         return self
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each block (backbone and experts) in the backward pass (non-reentrant)."""
+    def set_grad_checkpointing(self, enable: bool = True, scope: CheckpointScope | None = None) -> None:
+        """Recompute activations in the backward pass (non-reentrant): each whole block (``scope="block"``)
+        or only the frozen backbone sub-layers (``"backbone"``); None keeps the current scope."""
         self.grad_checkpointing = enable
+        if scope is not None:
+            self.checkpoint_scope = _check_scope(scope)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Experts and heads: what the optimiser updates."""
@@ -161,12 +183,16 @@ class AUFormer(nn.Module):
         prefix = self.num_prefix_tokens
         partner = self.mlp_experts[index - 1] if index > 0 else None
 
+        recompute = self.grad_checkpointing and self.checkpoint_scope == "backbone" and torch.is_grad_enabled()
+
         y = block.norm1(x)
         g_attn = attn_group(y, grid, prefix, partner, g_previous)
-        x = x + block.drop_path1(block.ls1(block.attn(y))) + attn_group.mean_knowledge(g_attn, self.scale)
+        attended = checkpoint(_attention_branch, block, y, use_reentrant=False) if recompute else _attention_branch(block, y)
+        x = x + attended + attn_group.mean_knowledge(g_attn, self.scale)
         y = block.norm2(x)
         g_mlp = mlp_group(y, grid, prefix, attn_group, g_attn)
-        x = x + block.drop_path2(block.ls2(block.mlp(y))) + mlp_group.mean_knowledge(g_mlp, self.scale)
+        mixed = checkpoint(_mlp_branch, block, y, use_reentrant=False) if recompute else _mlp_branch(block, y)
+        x = x + mixed + mlp_group.mean_knowledge(g_mlp, self.scale)
         return x, g_mlp
 
     def forward_features(self, images: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -183,7 +209,7 @@ class AUFormer(nn.Module):
         g_mlp: Tensor | None = None
         expert_logits: list[Tensor] = []
         for index in range(len(vit.blocks)):
-            if self.grad_checkpointing and torch.is_grad_enabled():
+            if self.grad_checkpointing and self.checkpoint_scope == "block" and torch.is_grad_enabled():
                 x, g_mlp = checkpoint(self._block, index, x, g_mlp, grid, use_reentrant=False)
             else:
                 x, g_mlp = self._block(index, x, g_mlp, grid)
@@ -203,6 +229,22 @@ class AUFormer(nn.Module):
         tokens, expert_logits = self.forward_features(images)
         logits = self.forward_head(tokens)
         return AUFormerOutput(logits=logits, expert_logits=torch.stack(expert_logits, dim=1) if expert_logits else None)
+
+
+def _attention_branch(block: nn.Module, y: Tensor) -> Tensor:
+    """The frozen attention sub-layer of a timm ``Block`` on its Norm output."""
+    return block.drop_path1(block.ls1(block.attn(y)))
+
+
+def _mlp_branch(block: nn.Module, y: Tensor) -> Tensor:
+    """The frozen MLP sub-layer of a timm ``Block`` on its Norm output."""
+    return block.drop_path2(block.ls2(block.mlp(y)))
+
+
+def _check_scope(scope: str) -> CheckpointScope:
+    if scope not in CHECKPOINT_SCOPES:
+        raise ModelError(f"checkpoint_scope must be one of {', '.join(CHECKPOINT_SCOPES)} (found {scope!r})")
+    return scope  # type: ignore[return-value]
 
 
 def build_model(cfg: ModelConfig, *, weights: str | None = None, device: torch.device | str | None = None) -> AUFormer:

@@ -121,15 +121,21 @@ class MoKEGroup(nn.Module):
 
     # ---------------------------------------------------------------- folded weights
     def _mrf_kernels(self) -> tuple[Tensor, Tensor]:
-        """The MRF operator as one kernel per dilation: ``kernels[r, i] = P_{i,r} W_{i,r}``.
+        """The MRF operator and the skip ``M + K_mrf`` as one kernel per dilation.
 
-        Returns ``kernels (R, N, d, d, 3, 3)`` and the total bias ``(N, d)``
-        (``fuse_bias + sum_r P_{i,r} mrf_bias_{r,i}``), so that
-        ``K_mrf = sum_r conv_r(M; kernels[r]) + bias``.
+        ``kernels[r, i] = P_{i,r} W_{i,r}`` (the 1x1 fusion folded into the dilated kernels), plus the
+        identity on the centre tap of the first dilation (every dilation's centre tap reads the same
+        position, so ``M`` itself folds in there). Returns ``kernels (R, N, d, d, 3, 3)`` and the
+        total bias ``(N, d)`` (``fuse_bias + sum_r P_{i,r} mrf_bias_{r,i}``), so that
+        ``M + K_mrf = sum_r conv_r(M; kernels[r]) + bias``.
         """
         n, d, r = self.n_experts, self.bottleneck, len(self.dilations)
         fuse = self.fuse_weight.view(n, d, r, d)
         kernels = torch.einsum("norp,rnpcij->rnocij", fuse, self.mrf_weight)
+        centre = torch.zeros(3, 3, device=kernels.device, dtype=kernels.dtype)
+        centre[1, 1] = 1.0
+        identity = torch.eye(d, device=kernels.device, dtype=kernels.dtype)[:, :, None, None] * centre
+        kernels = torch.cat([(kernels[0] + identity).unsqueeze(0), kernels[1:]])
         bias = self.fuse_bias + torch.einsum("norp,rnp->no", fuse, self.mrf_bias)
         return kernels, bias
 
@@ -141,6 +147,17 @@ class MoKEGroup(nn.Module):
         maps = torch.einsum("nkc,ncj->nkj", self.down_weight, partner.up_weight)
         offset = torch.einsum("nkc,nc->nk", self.down_weight, partner.up_bias)
         return maps, offset
+
+    def _coupling_matrix(self, partner: MoKEGroup) -> tuple[Tensor, Tensor]:
+        """:meth:`coupling` as one block-diagonal ``(N*d, N*d)`` matrix (expert-major) and a flat offset.
+
+        One dense matmul over all experts replaces N small ones and their permutes; the zero blocks
+        cost ``N*d`` multiply-adds per token, nothing beside the backbone's ``12 D^2``.
+        """
+        n, d = self.n_experts, self.bottleneck
+        maps, offset = self.coupling(partner)
+        eye = torch.eye(n, device=maps.device, dtype=maps.dtype)
+        return torch.einsum("nkj,nm->nkmj", maps, eye).reshape(n * d, n * d), offset.reshape(n * d)
 
     # ---------------------------------------------------------------- forward
     def forward(
@@ -164,52 +181,62 @@ class MoKEGroup(nn.Module):
             ``g`` (B, T, N * d), expert-major (expert i owns channels ``i*d:(i+1)*d``). Turn it into
             knowledge with :meth:`mean_knowledge` or pass it to the next group.
         """
-        batch, tokens, _ = y.shape
-        n, d = self.n_experts, self.bottleneck
+        tokens = y.shape[1]
         height, width = grid
         prefix = num_prefix_tokens
         if tokens != prefix + height * width:
             raise ValueError(f"expected {prefix} + {height}x{width} tokens, got {tokens}")
-
-        if partner is None:
-            h = F.linear(y, self.down_weight.reshape(n * d, self.dim), self.down_bias.reshape(n * d))
-        else:
-            if partner_activation is None:
-                raise ValueError("partner_activation is required with a partner group")
-            maps, offset = self.coupling(partner)  # W_i U_i and W_i b_i
-            h = F.linear(y, self.down_weight.reshape(n * d, self.dim), (self.down_bias + offset).reshape(n * d))
-            h = h + grouped_linear(partner_activation.reshape(batch, tokens, n, d), maps).reshape(batch, tokens, n * d)
-        h = F.gelu(h)
-
+        h = F.gelu(self._down(y, partner, partner_activation))
         kernels, mrf_bias = self._mrf_kernels()
-        conv_weight = self.conv_weight.reshape(n * d, d, 3, 3)
-        conv_bias = self.conv_bias.reshape(n * d)
-
-        # Patch tokens: a channels-last (B, N*d, H, W) view, no copy. Explicit padding: oneDNN's
-        # padded, undilated grouped conv is tens of times slower than pad + unpadded conv on CPU
-        # without autograd (torch 2.14, measured).
-        grid_in = h[:, prefix:].reshape(batch, height, width, n * d).permute(0, 3, 1, 2)
-        m = F.conv2d(F.pad(grid_in, (1, 1, 1, 1)), conv_weight, conv_bias, groups=n)
-        z = m  # M'' + K_mrf
-        for index, dilation in enumerate(self.dilations):
-            z = z + F.conv2d(F.pad(m, (dilation,) * 4), kernels[index].reshape(n * d, d, 3, 3), None, dilation=dilation, groups=n)
-        z = z.permute(0, 2, 3, 1).reshape(batch, height * width, n, d) + mrf_bias
-
-        m_tokens = m.permute(0, 2, 3, 1).reshape(batch, height * width, n, d)
-        qkv = grouped_linear(m_tokens, self.qkv_weight.reshape(n, 3 * d, d)) + self.qkv_bias.reshape(n, 3 * d)
-        q, k, v = qkv.transpose(1, 2).split(d, dim=-1)  # (B, N, HW, d) each
-        context = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)  # (B, HW, N, d)
-        g_patches = F.gelu(z + context).reshape(batch, height * width, n * d)
+        g_patches = self._patch_activation(h[:, prefix:], grid, kernels, mrf_bias)
         if prefix == 0:
             return g_patches
+        return torch.cat([self._prefix_activation(h[:, :prefix], kernels, mrf_bias), g_patches], dim=1)
 
-        # Prefix tokens as 1x1 maps: centre taps only; attention over one position returns V.
-        hp = h[:, :prefix].reshape(batch, prefix, n, d)
-        mp = grouped_linear(hp, self.conv_weight[..., 1, 1]) + self.conv_bias
-        zp = mp + grouped_linear(mp, kernels[..., 1, 1].sum(0)) + mrf_bias
-        vp = grouped_linear(mp, self.qkv_weight[:, 2]) + self.qkv_bias[:, 2]
-        g_prefix = F.gelu(zp + vp).reshape(batch, prefix, n * d)
-        return torch.cat([g_prefix, g_patches], dim=1)
+    def _down(self, y: Tensor, partner: MoKEGroup | None, partner_activation: Tensor | None) -> Tensor:
+        """Pre-activation of the down-projection, ``W_i (Y + K_i) + c_i`` (B, T, N*d): at most two matmuls."""
+        n, d = self.n_experts, self.bottleneck
+        weight = self.down_weight.reshape(n * d, self.dim)
+        if partner is None:
+            return F.linear(y, weight, self.down_bias.reshape(n * d))
+        if partner_activation is None:
+            raise ValueError("partner_activation is required with a partner group")
+        maps, offset = self._coupling_matrix(partner)  # W_i U_i (block-diagonal) and W_i b_i
+        h = F.linear(y, weight, self.down_bias.reshape(n * d) + offset)
+        flat = torch.addmm(h.reshape(-1, n * d), partner_activation.reshape(-1, n * d), maps.t())
+        return flat.view(h.shape)
+
+    def _patch_activation(self, h: Tensor, grid: tuple[int, int], kernels: Tensor, mrf_bias: Tensor) -> Tensor:
+        """``g`` of the patch tokens, (B, HW, N*d), from their activated down-projection ``h`` (B, HW, N*d).
+
+        Four grouped convs (the 3x3 conv, one per dilation with the fusion, the skip and the bias
+        folded in) and one grouped 1x1 conv for Q, K, V, all on a channels-last view of the tokens
+        (no copies), then one SDPA call with N heads of width d.
+        """
+        batch = h.shape[0]
+        n, d = self.n_experts, self.bottleneck
+        height, width = grid
+        grid_in = h.reshape(batch, height, width, n * d).permute(0, 3, 1, 2)
+        m = F.conv2d(grid_in, self.conv_weight.reshape(n * d, d, 3, 3), self.conv_bias.reshape(n * d), padding=1, groups=n)
+        z = F.conv2d(m, kernels[0].reshape(n * d, d, 3, 3), mrf_bias.reshape(n * d), padding=self.dilations[0], dilation=self.dilations[0], groups=n)
+        for index in range(1, len(self.dilations)):
+            dilation = self.dilations[index]
+            z = z + F.conv2d(m, kernels[index].reshape(n * d, d, 3, 3), None, padding=dilation, dilation=dilation, groups=n)
+        qkv = F.conv2d(m, self.qkv_weight.reshape(n * 3 * d, d, 1, 1), self.qkv_bias.reshape(n * 3 * d), groups=n)
+        qkv = qkv.permute(0, 2, 3, 1).reshape(batch, height * width, n, 3 * d).transpose(1, 2)
+        q, k, v = qkv.split(d, dim=-1)  # (B, N, HW, d) each
+        context = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)  # (B, HW, N, d)
+        z = z.permute(0, 2, 3, 1).reshape(batch, height * width, n, d)
+        return F.gelu(z + context).reshape(batch, height * width, n * d)
+
+    def _prefix_activation(self, h: Tensor, kernels: Tensor, mrf_bias: Tensor) -> Tensor:
+        """``g`` of the prefix tokens (B, P, N*d) as 1x1 maps: centre taps only, and attention over
+        one position returns V, so ``M + K_mrf + K_ca`` is one per-expert linear map of ``M``."""
+        batch, prefix = h.shape[:2]
+        n, d = self.n_experts, self.bottleneck
+        m = grouped_linear(h.reshape(batch, prefix, n, d), self.conv_weight[..., 1, 1]) + self.conv_bias
+        weight = kernels[..., 1, 1].sum(0) + self.qkv_weight[:, 2]  # (N, d, d): skip, MRF and V
+        return F.gelu(grouped_linear(m, weight) + (mrf_bias + self.qkv_bias[:, 2])).reshape(batch, prefix, n * d)
 
     def mean_knowledge(self, g: Tensor, scale: float = 1.0) -> Tensor:
         """``scale * mean_i K_i`` (B, T, D) from ``g`` (B, T, N*d): one matmul N*d -> D."""
