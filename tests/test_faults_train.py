@@ -119,6 +119,23 @@ def test_a_flipped_bit_is_refused_unless_accepted_on_purpose(runner, tmp_path: P
     assert not (tuned / "fold1" / "best.json").exists()
 
 
+@pytest.mark.parametrize("keep", [0, 7, 200, -100])
+def test_a_truncated_checkpoint_is_one_clear_error_even_when_accepted(runner, tmp_path: Path, trained, keep: int) -> None:
+    """Cut short (empty, inside the header length, inside the header, inside the tensors): refused by
+    the checksum, and with --accept-modified-weights by the loader, in one Error line each."""
+    store, run = trained
+    folder = _copy_run(run / "fold1", tmp_path / "fold1")
+    weights = folder / "best.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:keep] if keep >= 0 else data[:keep])
+    args = ["eval", str(folder / "best.json"), str(store), "--device", "cpu", "--json"]
+    for extra in ([], ["--accept-modified-weights"]):
+        result = runner.invoke(cli, [*args, *extra])
+        assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1 and "best.safetensors" in errors[0], result.output
+
+
 def test_a_checkpoint_without_a_recorded_sha256_still_loads(tmp_path: Path, trained) -> None:
     _, run = trained
     folder = _copy_run(run / "fold1", tmp_path / "fold1")
