@@ -59,7 +59,8 @@ RECIPE = RecipeType()
 
 def label_format_option(*names: str, required: bool = False, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A label-format option (``--format``, ``--label-format``) whose choices are the label importers'
-    formats, :data:`aucli.labels.FORMATS`: the one list of them (bp4d, disfa, openface, casme2, csv)."""
+    formats, read from :data:`aucli.labels.FORMATS` (the one list of them), so ``--help`` names every
+    format there and a format added to it is offered here without an edit."""
     from aucli.labels import FORMATS
 
     return click.option(*names, type=click.Choice(tuple(FORMATS)), required=required, help=help)
