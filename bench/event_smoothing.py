@@ -8,7 +8,7 @@ last, as a real model's do, which smoothing cannot remove). Both scored at thres
 and after :func:`aucli.events.smooth_probabilities` with its defaults (1 s events, 1 s gaps);
 events matched one-to-one at temporal IoU >= 0.5.
 
-    python bench/event_smoothing.py            # about 20 s on 2 CPU cores
+    python bench/event_smoothing.py            # about 4 s on 2 CPU cores
     python bench/event_smoothing.py --json out.json
 """
 
