@@ -1,5 +1,5 @@
 """``aucli predict``: AU tables for videos, frame folders and images, /predictions runs in stores;
-``aucli predict merge``: join the folders of sharded runs."""
+``aucli predict merge``: join the folders of sharded runs; ``aucli predict events``: AU events tables."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ def predict() -> None:
       aucli predict corpus.h5 --checkpoint runs/bp4d/fold1/best.safetensors
       aucli predict videos/ --checkpoint best.json --out part1/ --shard 1/2
       aucli predict merge part1/ part2/ --out preds/
+      aucli predict events preds/
     """
 
 
@@ -196,3 +197,44 @@ def merge(folders, out, overwrite, as_json) -> None:
         echo_json(summary.as_dict())
     else:
         render_merge_summary(summary)
+
+
+@predict.command("events")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--smooth/--no-smooth", default=True, show_default=True,
+              help="Smooth the probabilities with the two-state HMM before thresholding (docs/events.md).")
+@click.option("--mean-event", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="Mean AU event length in seconds (the HMM's prior).")
+@click.option("--mean-gap", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="Mean gap between events in seconds (the HMM's prior).")
+@click.option("--fps", type=click.FloatRange(0, min_open=True),
+              help="Frame rate for tables without timestamps (frame folders, images).  [default: from the timestamps]")
+@json_option
+def events(folder, smooth, mean_event, mean_gap, fps, as_json) -> None:
+    """Write the AU events (onset, apex, offset) of every table in a predictions FOLDER.
+
+    One CSV per input at FOLDER/events/<table>.csv: face_id, au, onset/apex/offset in frames and
+    seconds, duration, peak and mean probability. Events are runs of frames at or above the
+    checkpoint's threshold, after HMM smoothing (--no-smooth: the raw probabilities). A rerun
+    rewrites the same files; the prediction tables are only read.
+
+    \b
+    Examples:
+      aucli predict events preds/
+      aucli predict events frames_preds/ --fps 25 --json
+      aucli predict events preds/ --mean-event 0.5 --mean-gap 2
+    """
+    from aucli.console import console, warn
+    from aucli.engine.predict.events import write_prediction_events
+
+    summary = write_prediction_events(folder, smooth=smooth, fps=fps, mean_event_s=mean_event, mean_gap_s=mean_gap,
+                                      warn=None if as_json else warn)
+    if as_json:
+        echo_json(summary.to_dict())
+        return
+    total = sum(summary.events.values())
+    console.print(f"{total} event(s) in {len(summary.files)} table(s) under {summary.folder}/events"
+                  f" ({'smoothed' if smooth else 'raw probabilities'}); skipped {len(summary.skipped)}")
+    per_au = ", ".join(f"{au} {n}" for au, n in summary.events.items() if n)
+    if per_au:
+        console.print(per_au)
