@@ -238,3 +238,32 @@ def events(folder, smooth, mean_event, mean_gap, fps, as_json) -> None:
     per_au = ", ".join(f"{au} {n}" for au, n in summary.events.items() if n)
     if per_au:
         console.print(per_au)
+
+
+@predict.command("export")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--to", "layout", type=click.Choice(["openface"]), default="openface", show_default=True,
+              help="The other tool's layout: OpenFace 2.0 FeatureExtraction CSVs.")
+@click.option("--out", "-o", "out", required=True, type=click.Path(file_okay=False), help="Folder of the exported CSVs.")
+@click.option("--overwrite", is_flag=True, help="Replace exported files already in --out.")
+@json_option
+def export(folder, layout, out, overwrite, as_json) -> None:
+    """Write the tables of a predictions FOLDER in another tool's layout (OpenFace 2.0).
+
+    One CSV per input under --out, same names: frame (from 1), face_id, timestamp, confidence,
+    success and AUxx_c (the checkpoint's decisions) with OpenFace's headers and order, so that
+    scripts written for OpenFace output read aucli's. AUxx_p has no OpenFace column.
+
+    \b
+    Examples:
+      aucli predict export preds/ --out preds_openface/
+      aucli labels compare corpus.h5 coder1 preds_openface/F001_T1.csv --source F001_T1
+    """
+    from aucli.console import console
+    from aucli.engine.predict.export import export_openface
+
+    summary = export_openface(folder, out, overwrite=overwrite)
+    if as_json:
+        echo_json(summary.to_dict())
+        return
+    console.print(f"{len(summary.files)} OpenFace 2.0 CSV(s), {summary.rows} row(s), in {summary.out}")
