@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from engine_fixtures import make_toy_store, toy_override_args
 
 from aucli.cli.main import cli
@@ -235,7 +236,9 @@ def test_a_killed_audit_resumes_to_the_flags_of_an_uninterrupted_one(runner, tmp
 
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "aucli", "audit", str(second), "--out", str(killed), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    # the same intra-op threads as this process (a test module may have changed them): CPU float
+    # reductions are exact run to run only at one thread count (docs/reproducibility.md)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     state = killed / "fold2" / "state.json"
     deadline = time.monotonic() + 120

@@ -46,7 +46,9 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path, runner, reference):
 
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "aucli", "train", str(store), "--out", str(killed), "--quiet", *toy_override_args(**SETTINGS)]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    # the same intra-op threads as this process (a test module may have changed them): CPU float
+    # reductions are exact run to run only at one thread count (docs/reproducibility.md)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     state = killed / "fold1" / "state.json"
     deadline = time.monotonic() + 120
